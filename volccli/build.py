@@ -1,0 +1,214 @@
+"""Option values (from flags or a batch row) → a runner.Request, with every input checked.
+
+Keys are the generated command's parameter names (``steps``, ``watermark_position``,
+``image``, ``control``, ``output_dir``, ``sets`` …). Nothing here prints or touches the
+network; images are read and checked, so bad input fails before anything is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import Resolved
+from .errors import InputError
+from .images import (
+    DEFAULT_MAX_ASPECT,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_SIDE,
+    ImageInput,
+    ImageLimits,
+    load_image,
+)
+from .kinds import Kind
+from .output import DEFAULT_TEMPLATE, OutputSpec, check_template
+from .payload import Inputs, parse_control, parse_set
+from .runner import Request
+
+ON_EXISTS = ("suffix", "skip", "overwrite", "fail")
+TEXT_FIELDS = ("prompt", "positive_prompt", "negative_prompt")
+
+
+@dataclass
+class Stdin:
+    """stdin can feed one argument per run; it is read only when '-' is given."""
+
+    used_by: list[str] = field(default_factory=list)
+    reader: Callable[[], bytes] = lambda: sys.stdin.buffer.read()
+
+    def read(self, what: str) -> bytes:
+        if self.used_by:
+            raise InputError(
+                f"{what} -: stdin is already used by {self.used_by[0]}",
+                "only one argument can read stdin",
+            )
+        self.used_by.append(what)
+        return self.reader()
+
+
+def read_text(value: str, what: str, stdin: Stdin, base_dir: Path | None = None) -> str:
+    """A text argument: '-' reads stdin, @FILE reads a file; invalid UTF-8 is refused."""
+    if value == "-":
+        raw, source = stdin.read(what), "stdin"
+    elif value.startswith("@") and len(value) > 1:
+        path = Path(value[1:]).expanduser()
+        if base_dir is not None and not path.is_absolute():
+            path = base_dir / path
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise InputError(
+                f"{what} {value}: cannot read {path} ({exc.strerror})", "check the path after @"
+            ) from None
+        source = str(path)
+    else:
+        if any("\udc80" <= ch <= "\udcff" for ch in value):
+            raise InputError(f"{what} is not valid UTF-8", "re-type it or pass it with @FILE")
+        return value
+    try:
+        return raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise InputError(
+            f"{what} from {source} is not valid UTF-8", "convert the text to UTF-8 (iconv -t UTF-8)"
+        ) from None
+
+
+def read_json_object(
+    value: str, what: str, stdin: Stdin, base_dir: Path | None = None
+) -> dict[str, Any]:
+    text = read_text(value if value == "-" else f"@{value}", what, stdin, base_dir)
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise InputError(
+            f"{what} {value}: not JSON ({exc})", "give a file holding one JSON object"
+        ) from None
+    if not isinstance(body, dict):
+        raise InputError(
+            f"{what} {value}: a JSON {type(body).__name__}, not an object",
+            'give a file holding one JSON object, e.g. {"prompt": "a fox"}',
+        )
+    return body
+
+
+def image_limits(options: Mapping[str, Any], resolved: Resolved) -> ImageLimits:
+    def pick(name: str, default: Any) -> Any:
+        value = options.get(name)
+        if value is None:
+            value = resolved.get(name)
+        return default if value is None else value
+
+    limits = ImageLimits(
+        max_bytes=int(pick("max_image_bytes", DEFAULT_MAX_BYTES)),
+        max_side=int(pick("max_image_side", DEFAULT_MAX_SIDE)),
+        max_aspect=float(pick("max_aspect", DEFAULT_MAX_ASPECT)),
+        convert=not options.get("no_convert", False),
+        fit=bool(options.get("fit", False)),
+    )
+    if limits.max_bytes <= 0 or limits.max_side <= 0 or limits.max_aspect < 1:
+        raise InputError(
+            "image limits must be positive and --max-aspect at least 1",
+            "e.g. --max-image-bytes 10000000 --max-image-side 4096 --max-aspect 3",
+        )
+    return limits
+
+
+def output_spec(options: Mapping[str, Any], resolved: Resolved, count: int) -> OutputSpec:
+    folder = options.get("output_dir") or resolved.get("output_dir") or "."
+    template = options.get("name") or resolved.get("name") or DEFAULT_TEMPLATE
+    on_exists = options.get("on_exists") or resolved.get("on_exists") or "suffix"
+    if on_exists not in ON_EXISTS:
+        raise InputError(
+            f"--on-exists {on_exists!r} is not one of {', '.join(ON_EXISTS)}",
+            "use --on-exists suffix, skip, overwrite or fail",
+        )
+    check_template(template)
+    sidecar = not options.get("no_sidecar", False)
+    embed = not options.get("no_embed", False)
+    if folder == "-":
+        if count != 1:
+            raise InputError(
+                "-o - writes one image to stdout, but -n asks for more",
+                "use -n 1 with -o -, or write to a folder",
+            )
+        if options.get("json"):
+            raise InputError("-o - and --json both want stdout", "drop one of them")
+        return OutputSpec(None, template, on_exists, sidecar=False, embed=embed)
+    return OutputSpec(Path(os.path.expanduser(folder)), template, on_exists, sidecar, embed)  # type: ignore[arg-type]  # checked above
+
+
+def build_request(
+    kind: Kind,
+    options: Mapping[str, Any],
+    resolved: Resolved,
+    *,
+    stdin: Stdin | None = None,
+    base_dir: Path | None = None,
+    notes: list[str] | None = None,
+) -> Request:
+    """Check every value and input of one command (or batch row) and make its Request."""
+    stdin = stdin or Stdin()
+    notes = notes if notes is not None else []
+    req_key = kind.req_key or str(options.get("req_key") or "").strip()
+    if not req_key:
+        raise InputError("call needs a REQ_KEY", "e.g. volccli call jimeng_i2i_v30 --image in.png")
+    count = int(options.get("count") or 1)
+    values: dict[str, Any] = {}
+    for f in kind.fields:
+        value = options.get(f.param)
+        if isinstance(value, str) and f.name in TEXT_FIELDS:
+            value = read_text(value, f.metavar or f"--{f.option}", stdin, base_dir)
+            if not value.strip():
+                raise InputError(
+                    f"{f.metavar or '--' + f.option} is empty",
+                    'give some text, e.g. "a red bicycle"',
+                )
+        if value is None and f.required:
+            raise InputError(
+                f"{kind.command} needs {f.metavar or '--' + f.option}", f"e.g. {kind.example}"
+            )
+        values[f.name] = value
+    if "prompt_field" in values and values["prompt_field"] is None:
+        values["prompt_field"] = resolved.get("outpaint_prompt_field")
+    limits = image_limits(options, resolved)
+
+    def load(source: str, flag: str) -> ImageInput:
+        image = load_image(
+            source, flag, limits, read_stdin=lambda: stdin.read(flag), base_dir=base_dir
+        )
+        notes.extend(image.notes)
+        return image
+
+    inputs = Inputs()
+    for slot in kind.slots:
+        raw = options.get(slot.name)
+        given = [raw] if isinstance(raw, str) else list(raw or [])
+        flag = slot.name.upper() if slot.positional else f"--{slot.option}"
+        if not given and slot.required:
+            raise InputError(f"{kind.command} needs {flag}", f"e.g. {kind.example}")
+        if slot.parse == "control":
+            inputs.controls = [parse_control(spec, load) for spec in given]
+        elif given:
+            inputs.images[slot.name] = [load(source, flag) for source in given]
+    overrides = parse_set(options.get("sets") or [])
+    base = {}
+    if options.get("body") is not None:
+        base = read_json_object(str(options["body"]), "--body", stdin, base_dir)
+    return Request(
+        kind=kind,
+        req_key=req_key,
+        values=values,
+        inputs=inputs,
+        overrides=overrides,
+        base=base,
+        action=str(options.get("action") or ""),
+        version=str(options.get("version") or ""),
+        count=count,
+        output=output_spec(options, resolved, count),
+        validate=not options.get("no_validate", False),
+    )

@@ -1,0 +1,131 @@
+"""The Typer application: global options, command registration, and `main`.
+
+`main` is the process boundary: usage errors become one line and exit 2, unexpected
+exceptions one line and exit 1 (with the traceback under -v), Ctrl-C exit 130.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+import typer
+
+from .. import __version__
+from ..errors import ExitCode
+from . import config_cmd, generate, sandbox_cmd
+from .common import Globals
+from .lazy import lazy_group
+from .options import GLOBAL_OPTS
+
+app = typer.Typer(
+    name="volccli",
+    cls=lazy_group(generate.lazy_commands()),
+    help="Volcengine visual (CV) image API from the command line: generate, edit, outpaint, "
+    "style products and guide with ControlNet; batch, resume, and test offline with --sandbox.",
+    epilog="Display and connection options (-v, -q, --no-color, --sandbox, --profile, --auth, "
+    "--base-url, --endpoint, --region, --timeout, --retries, --retry-server-errors) work before "
+    "or after the command; `volccli COMMAND --help` lists them.",
+    no_args_is_help=True,
+    add_completion=False,  # `volccli completion SHELL` prints the scripts instead
+    pretty_exceptions_show_locals=False,  # locals hold keys and megabytes of base64
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"volccli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+    **options: Any,
+) -> None:
+    """Display and connection options apply to the command; they may also follow it."""
+    ctx.obj = Globals({k: v for k, v in options.items() if v is not None})
+
+
+ROOT_SHOWN = ("sandbox", "verbose", "quiet")
+
+
+def _with_global_options(callback: Any) -> Any:
+    """Give the root callback the shared display and connection options, from the table."""
+    import inspect
+
+    from .options import opt_parameter
+
+    signature = inspect.signature(callback, eval_str=True)
+    params = [p for p in signature.parameters.values() if p.kind != p.VAR_KEYWORD]
+    # The root help stays short: each command's help lists these in full.
+    params += [
+        opt_parameter(opt, hidden=opt.param not in ROOT_SHOWN, panel="") for opt in GLOBAL_OPTS
+    ]
+    callback.__signature__ = signature.replace(parameters=params)
+    callback.__annotations__ = {p.name: p.annotation for p in params}
+    return callback
+
+
+_with_global_options(root)
+app.add_typer(config_cmd.app, name="config", rich_help_panel="Setup")
+app.add_typer(sandbox_cmd.app, name="sandbox", rich_help_panel="Setup")
+
+
+def _usage_error_type() -> type[BaseException]:
+    # Typer vendors Click; its usage errors share this base, reachable from public API.
+    for cls in typer.BadParameter.__mro__:
+        if cls.__name__ == "ClickException":
+            return cls
+    return typer.BadParameter
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        code = app(args=args, prog_name="volccli", standalone_mode=False)
+    except _usage_error_type() as exc:
+        code = _report_usage_error(exc)
+    except typer.Abort:
+        sys.stderr.write("volccli: aborted\n")
+        code = ExitCode.UNEXPECTED
+    except KeyboardInterrupt:
+        sys.stderr.write("volccli: interrupted\n")
+        code = ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (volccli … | head): not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = ExitCode.UNEXPECTED
+    except Exception as exc:  # the last line of defence: one line, no traceback
+        if "-v" in args or "--verbose" in args or os.environ.get("VOLCCLI_DEBUG"):
+            raise
+        sys.stderr.write(
+            f"volccli: unexpected error: {type(exc).__name__}: {exc}; "
+            "run again with -v for the traceback and report it\n"
+        )
+        code = ExitCode.UNEXPECTED
+    sys.exit(int(code or 0))
+
+
+def _report_usage_error(exc: BaseException) -> int:
+    """Click's usage errors, as one line instead of a panel."""
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+        typer.echo(ctx.get_help())
+        return 0
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    where = ctx.command_path if ctx is not None else "volccli"
+    text = " ".join(f"volccli: error: {message}; see '{where} --help'".split())
+    sys.stderr.write(text + "\n")
+    return int(getattr(exc, "exit_code", ExitCode.USAGE) or ExitCode.USAGE)

@@ -1,0 +1,189 @@
+"""`volccli config set|get|show|unset|path`: the config file and where each value comes from."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import ConfigError, InputError
+from .common import global_options, interactive_stdin, make_ui, print_json, reported
+
+app = typer.Typer(help="Show and change settings and credentials.", no_args_is_help=True)
+
+ProfileOpt = Annotated[
+    str | None,
+    typer.Option("--profile", "-P", help="Profile to use. \\[default: VOLCCLI_PROFILE or default]"),
+]
+KeyArg = Annotated[
+    str,
+    typer.Argument(
+        help="Setting name, e.g. base_url or secret_key.",
+        metavar="KEY",
+        autocompletion=lambda: _setting_names(),
+    ),
+]
+
+
+def _setting_names() -> list[str]:
+    from ..config import SETTINGS
+
+    return list(SETTINGS)
+
+
+def _profile(ctx: typer.Context, local: str | None) -> str:
+    from ..config import DEFAULT_PROFILE
+
+    return (
+        local
+        or global_options(ctx).get("profile")
+        or os.environ.get("VOLCCLI_PROFILE")
+        or DEFAULT_PROFILE
+    )
+
+
+def _connection(ctx: typer.Context) -> dict[str, Any]:
+    from .options import CONNECTION_OPTS
+
+    options = global_options(ctx)
+    return {opt.param: options[opt.param] for opt in CONNECTION_OPTS if opt.param in options}
+
+
+@app.command("path")
+def path_command() -> None:
+    """Print the config file's path."""
+    from ..config import config_path
+
+    typer.echo(str(config_path()))
+
+
+@app.command("set")
+def set_command(
+    ctx: typer.Context,
+    key: KeyArg,
+    value: Annotated[
+        str | None,
+        typer.Argument(
+            help="The value (never for secrets: they are prompted for or read with --stdin)."
+        ),
+    ] = None,
+    stdin: Annotated[
+        bool, typer.Option("--stdin", help="Read the value from stdin (first line).")
+    ] = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Store a setting in a profile. Secrets are prompted for, or read with --stdin."""
+    from ..config import SETTINGS, config_path, set_value
+
+    ui = make_ui(global_options(ctx))
+    with reported(ui):
+        setting = SETTINGS.get(key)
+        if setting is None:
+            raise ConfigError(f"unknown setting {key!r}", f"known settings: {', '.join(SETTINGS)}")
+        if stdin:
+            if value is not None:
+                raise InputError("give the value or --stdin, not both", "drop one of them")
+            value = sys.stdin.readline().strip()
+        elif value is None:
+            if not interactive_stdin():
+                raise InputError(
+                    f"no value for {key}", f"pipe it: echo VALUE | volccli config set {key} --stdin"
+                )
+            value = typer.prompt(key, hide_input=setting.secret)
+        elif setting.secret:
+            raise InputError(
+                f"{key} is a secret and is not accepted on the command line (shell history, ps)",
+                f"run `volccli config set {key}` to be prompted, or pipe it with --stdin",
+            )
+        if not value:
+            raise InputError(
+                f"empty value for {key}", "give a value, or use `volccli config unset`"
+            )
+        name = _profile(ctx, profile)
+        path = config_path()
+        set_value(path, name, key, value)
+        shown = "****" if setting.secret else value
+        ui.note(f"set {key} = {shown} in profile {name!r} ({path})")
+
+
+@app.command("unset")
+def unset_command(ctx: typer.Context, key: KeyArg, profile: ProfileOpt = None) -> None:
+    """Remove a setting from a profile."""
+    from ..config import config_path, unset_value
+
+    ui = make_ui(global_options(ctx))
+    with reported(ui):
+        name = _profile(ctx, profile)
+        if unset_value(config_path(), name, key):
+            ui.note(f"removed {key} from profile {name!r}")
+        else:
+            ui.note(f"{key} was not set in profile {name!r}")
+
+
+@app.command("get")
+def get_command(ctx: typer.Context, key: KeyArg, profile: ProfileOpt = None) -> None:
+    """Print a setting's resolved value (secrets masked) and, on stderr, its source."""
+    from ..config import SETTINGS, resolve
+
+    ui = make_ui(global_options(ctx))
+    with reported(ui):
+        if key not in SETTINGS:
+            raise ConfigError(f"unknown setting {key!r}", f"known settings: {', '.join(SETTINGS)}")
+        flags = _connection(ctx)
+        if profile:
+            flags["profile"] = profile
+        resolved = resolve(flags)
+        if resolved.get(key) is None:
+            ui.note(f"{key} is not set")
+            raise typer.Exit(1)
+        typer.echo(resolved.shown(key))
+        ui.note(f"from {resolved.source(key)}")
+
+
+@app.command("show")
+def show_command(
+    ctx: typer.Context,
+    profile: ProfileOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Show every setting with its value (secrets masked) and where it came from."""
+    from ..config import SETTINGS, read_config, resolve
+
+    ui = make_ui(global_options(ctx))
+    with reported(ui):
+        flags = _connection(ctx)
+        if profile:
+            flags["profile"] = profile
+        resolved = resolve(flags)
+        profiles = sorted(read_config(resolved.path).get("profiles", {}))
+        rows = [
+            (key, resolved.shown(key), resolved.source(key))
+            for key in SETTINGS
+            if resolved.get(key) is not None
+        ]
+        if as_json:
+            print_json(
+                {
+                    "config_file": str(resolved.path),
+                    "profile": resolved.profile,
+                    "profile_source": resolved.profile_source,
+                    "profiles": profiles,
+                    "settings": {
+                        key: {"value": value, "source": source} for key, value, source in rows
+                    },
+                    "notes": resolved.notes,
+                }
+            )
+            return
+        typer.echo(f"config file: {resolved.path}")
+        typer.echo(
+            f"profile: {resolved.profile} (from {resolved.profile_source}); "
+            f"profiles: {', '.join(profiles) or 'none'}"
+        )
+        width = max(len(key) for key, _, _ in rows) if rows else 0
+        for key, value, source in rows:
+            typer.echo(f"  {key:<{width}}  {value:<24}  {source}")
+        for note in resolved.notes:
+            ui.warn(note)

@@ -1,0 +1,243 @@
+"""The generation commands, made from the request-kind table: one code path for all five.
+
+Each row of ``kinds.KINDS`` becomes a command whose parameters are the row's image
+slots and fields plus the shared option groups; `call` is the same command over a row
+with no fields. Every command lands in ``run_generation``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from ..kinds import CALL, KINDS, SUBMIT_ACTION, Kind
+from .common import Session, global_options, make_ui, print_json, reported
+from .lazy import LazyCommand
+from .options import (
+    CONNECTION_OPTS,
+    GLOBAL_OPTS,
+    IMAGE_OPTS,
+    OUTPUT_OPTS,
+    REQUEST_OPTS,
+    field_parameter,
+    opt_parameter,
+    parameter,
+    slot_parameter,
+)
+
+if TYPE_CHECKING:
+    from ..runner import Job, Outcome, Request
+    from ..ui import UI
+
+CALL_PARAMS = (
+    parameter("req_key", str | None, help="The req_key to call.", argument=True, metavar="REQ_KEY"),
+    parameter(
+        "body",
+        str | None,
+        decls=["--body"],
+        panel="Request",
+        metavar="FILE|-",
+        help="A JSON object file ('-' for stdin) merged under the flags.",
+    ),
+    parameter(
+        "action",
+        str | None,
+        decls=["--action"],
+        panel="Request",
+        help="Action to call. [default: CVProcess]",
+    ),
+    parameter(
+        "version",
+        str | None,
+        decls=["--version"],
+        panel="Request",
+        help="API version. [default: 2022-08-31]",
+    ),
+)
+
+
+def lazy_commands() -> list[LazyCommand]:
+    """The generation commands, built on first use (see lazy.py)."""
+    return [
+        LazyCommand(
+            kind.command,
+            _help(kind),
+            "Generate",
+            f"Example: {kind.example}",
+            partial(make_command, kind),
+        )
+        for kind in (*KINDS.values(), CALL)
+    ]
+
+
+def _help(kind: Kind) -> str:
+    text = kind.summary
+    if kind.req_key:
+        text += f" (req_key {kind.req_key})"
+    if kind.description:
+        text += f"\n\n{kind.description}"
+    return text.replace("[", "\\[")
+
+
+def make_command(kind: Kind) -> Callable[..., None]:
+    """A Typer command function whose signature is generated from the kind's row."""
+    params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)]
+    if not kind.req_key:
+        params.append(CALL_PARAMS[0])
+    params += [slot_parameter(s) for s in kind.slots if s.positional]
+    params += [field_parameter(f) for f in kind.fields if f.positional]
+    params += [slot_parameter(s) for s in kind.slots if not s.positional]
+    params += [field_parameter(f) for f in kind.fields if not f.positional]
+    if not kind.req_key:
+        params += CALL_PARAMS[1:]
+    groups = (IMAGE_OPTS if kind.slots else ()) + REQUEST_OPTS + OUTPUT_OPTS + GLOBAL_OPTS
+    params += [opt_parameter(opt) for opt in groups]
+
+    def command(**kwargs: Any) -> None:
+        run_generation(kind, kwargs)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]  # read by Typer
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__name__ = kind.command.replace("-", "_")
+    command.__doc__ = kind.summary
+    return command
+
+
+def run_generation(kind: Kind, options: dict[str, Any]) -> None:
+    ctx: typer.Context = options.pop("ctx")
+    merged = global_options(ctx, {opt.param: options.pop(opt.param) for opt in GLOBAL_OPTS})
+    ui = make_ui(merged)
+    with reported(ui, json_errors=options["json"]):
+        flags = {opt.param: merged.get(opt.param) for opt in CONNECTION_OPTS}
+        with Session(ui, flags) as session:
+            from ..build import build_request
+
+            notes: list[str] = []
+            request = build_request(kind, options, session.resolved, notes=notes)
+            for note in notes:
+                ui.note(f"note: {note}")
+            execute(request, options, session, ui)
+
+
+def execute(request: Request, options: dict[str, Any], session: Session, ui: UI) -> None:
+    """Plan the jobs, then show them (--dry-run, --print-curl) or run them one by one."""
+    from ..output import ensure_folder
+    from ..runner import FilterPolicy, Runner, RunOptions, plan
+    from ..tasks import PollPolicy
+    from ..ui import event_printer
+
+    jobs = plan(request)
+    run_options = RunOptions(
+        use_async=options["use_async"],
+        poll=PollPolicy(interval=options["poll_interval"], timeout=options["wait_timeout"]),
+        on_filtered=FilterPolicy.parse(options["on_filtered"]),
+        download_timeout=float(session.resolved.get("timeout")),
+    )
+    if options["dry_run"] or options["print_curl"]:
+        show_requests(jobs, options, session, ui)
+        return
+    if request.output.folder is not None:
+        ensure_folder(request.output.folder)
+    runner = Runner(session.client(), options=run_options, record=recorder(session, options))
+    written: list[Path] = []
+    for job in jobs:
+        label = (
+            f"{request.command} {job.index + 1}/{len(jobs)}" if len(jobs) > 1 else request.command
+        )
+        with ui.waiting(label) as state:
+            outcome = runner.run(job, on_event=event_printer(ui, state))
+        written += report(outcome, options, ui)
+        if outcome.error is not None and outcome.status == "failed":
+            raise outcome.error
+    if options["open"] and written:
+        if os.environ.get("CI"):
+            ui.note("note: --open is ignored in CI")
+        else:
+            for path in written:
+                typer.launch(str(path))
+
+
+def recorder(session: Session, options: dict[str, Any]) -> Callable[[Outcome], None] | None:
+    """The history hook; None when --no-log."""
+    return None
+
+
+def report(outcome: Outcome, options: dict[str, Any], ui: UI) -> list[Path]:
+    """Paths (or JSON Lines) on stdout for each written image; notes on stderr."""
+    job = outcome.job
+    if outcome.status == "skipped" and not outcome.images:
+        ui.note(f"skipped {job.request.command} {job.index + 1}: the output already exists")
+        if options["json"]:
+            print_json({"status": "skipped", "command": job.request.command, "index": job.index})
+        return []
+    if outcome.status == "filtered":
+        ui.warn(
+            f"{job.request.command} {job.index + 1} was filtered by the audit and skipped"
+            f" ({outcome.error.message if outcome.error else ''})"
+        )
+        if options["json"]:
+            print_json(
+                {
+                    "status": "filtered",
+                    "command": job.request.command,
+                    "index": job.index,
+                    "request_id": outcome.request_id,
+                }
+            )
+        return []
+    paths = []
+    for image in outcome.images:
+        if image.path is None:
+            continue
+        paths.append(image.path)
+        if options["json"]:
+            print_json(
+                {
+                    "path": str(image.path),
+                    "req_key": job.request.req_key,
+                    "command": job.request.command,
+                    "seed": outcome.seed,
+                    "request_id": outcome.request_id,
+                    "elapsed": round(outcome.elapsed, 3),
+                    "width": image.width,
+                    "height": image.height,
+                    "sha256": image.sha256,
+                    "bytes": image.size,
+                    "index": job.index,
+                    **({"task_id": outcome.task_id} if outcome.task_id else {}),
+                }
+            )
+        else:
+            sys.stdout.write(str(image.path) + ("\0" if options["null"] else "\n"))
+            sys.stdout.flush()
+    return paths
+
+
+def show_requests(jobs: list[Job], options: dict[str, Any], session: Session, ui: UI) -> None:
+    """--dry-run / --print-curl: the exact request of each job, nothing sent."""
+    from ..describe import dry_run_json, dry_run_text
+    from ..payload import encode_body, preview_body
+    from ..tasks import split_body
+
+    connection = session.connection()
+    for job in jobs:
+        request = job.request
+        body = job.body
+        action = request.action or request.kind.action
+        version = request.version or request.kind.version
+        if options["use_async"]:
+            body, _ = split_body(body)
+            action = SUBMIT_ACTION
+        encoded = encode_body(body)
+        url = connection.url(action, version)
+        headers = connection.auth.headers("POST", url, encoded.sha256)
+        preview = preview_body(body)
+        render = dry_run_json if options["json"] else dry_run_text
+        sys.stdout.write(render(url, headers, preview, len(encoded), encoded.sha256) + "\n")

@@ -1,0 +1,252 @@
+"""Every error code of the API reference, with its error class, retry rule and the fix.
+
+Business codes come from the service envelope (``code``), gateway codes from
+``ResponseMetadata.Error``; a relay in front of the API answers with its own JSON and an
+HTTP status. The client looks codes up here, so a new code is a table row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from .errors import (
+    ApiRefusedError,
+    AuditError,
+    ConfigError,
+    NetworkError,
+    RateLimitError,
+    VolccliError,
+)
+
+# never: fail now. safe: not processed (rate limits, no connection): resend after a pause.
+# server: the server may have done the work (billed): resend only when asked.
+# filtered: a post-generation audit rejection: --on-filtered decides.
+Retry = Literal["never", "safe", "server", "filtered"]
+
+
+@dataclass(frozen=True)
+class CodeInfo:
+    error: type[VolccliError]
+    meaning: str
+    hint: str
+    retry: Retry = "never"
+
+
+SUCCESS: Final = 10000
+
+_AUDIT_HINT = "rephrase the prompt or use another image; this is not retried"
+_POST_AUDIT_HINT = "the result failed the audit; try another seed (--on-filtered reseed:3)"
+
+BUSINESS: Final[dict[int, CodeInfo]] = {
+    50400: CodeInfo(
+        ApiRefusedError,
+        "access denied",
+        "the req_key is wrong or not enabled for this account; enable the "
+        "ability in the Volcengine console or check the req_key",
+    ),
+    50411: CodeInfo(AuditError, "the input image failed the content audit", _AUDIT_HINT),
+    50412: CodeInfo(AuditError, "the prompt failed the content audit", _AUDIT_HINT),
+    50413: CodeInfo(AuditError, "the prompt hit sensitive or copyrighted words", _AUDIT_HINT),
+    50511: CodeInfo(
+        AuditError,
+        "the generated image failed the content audit",
+        _POST_AUDIT_HINT,
+        retry="filtered",
+    ),
+    50512: CodeInfo(AuditError, "the generated text failed the content audit", _AUDIT_HINT),
+    50513: CodeInfo(AuditError, "the input video failed the content audit", _AUDIT_HINT),
+    50514: CodeInfo(AuditError, "the input audio failed the content audit", _AUDIT_HINT),
+    50516: CodeInfo(
+        AuditError,
+        "the generated video failed the content audit",
+        _POST_AUDIT_HINT,
+        retry="filtered",
+    ),
+    50517: CodeInfo(
+        AuditError,
+        "the generated audio failed the content audit",
+        _POST_AUDIT_HINT,
+        retry="filtered",
+    ),
+    50518: CodeInfo(AuditError, "the input image is copyrighted", _AUDIT_HINT),
+    50519: CodeInfo(
+        AuditError,
+        "the generated image matched copyrighted content",
+        _POST_AUDIT_HINT,
+        retry="filtered",
+    ),
+    50520: CodeInfo(
+        AuditError,
+        "the audit service failed",
+        "retry later; if it persists, contact support with the request id",
+    ),
+    50521: CodeInfo(
+        AuditError,
+        "the copyright-word service failed",
+        "retry later; if it persists, contact support with the request id",
+    ),
+    50522: CodeInfo(
+        AuditError,
+        "the copyright-image service failed",
+        "retry later; if it persists, contact support with the request id",
+    ),
+    50429: CodeInfo(
+        RateLimitError,
+        "the account's QPS limit was reached",
+        "lower --qps or -j, or ask for a higher limit",
+        retry="safe",
+    ),
+    50430: CodeInfo(
+        RateLimitError,
+        "the account's concurrency limit was reached",
+        "lower -j/--jobs, or ask for a higher limit",
+        retry="safe",
+    ),
+    50500: CodeInfo(
+        NetworkError,
+        "internal server error",
+        "retry later (--retry-server-errors resends; it may be billed)",
+        retry="server",
+    ),
+    50501: CodeInfo(
+        NetworkError,
+        "internal algorithm error",
+        "retry later (--retry-server-errors resends; it may be billed)",
+        retry="server",
+    ),
+}
+
+_SIGNING_HINT = "check the secret key and that this machine's clock is right (volccli doctor)"
+
+GATEWAY: Final[dict[str, CodeInfo]] = {
+    "MissingParameter": CodeInfo(
+        ApiRefusedError, "Action or Version is missing", "check --action/--version"
+    ),
+    "MissingAuthenticationToken": CodeInfo(
+        ConfigError,
+        "the request carried no credentials",
+        "set the access key and secret key (volccli config set)",
+    ),
+    "MissingRequestInfo": CodeInfo(
+        ConfigError, "access key, service or region is missing", "check the access key and --region"
+    ),
+    "MissingSignature": CodeInfo(
+        ConfigError,
+        "the request was not signed",
+        "use --auth official with an access key and secret key",
+    ),
+    "InvalidTimestamp": CodeInfo(
+        ConfigError,
+        "the signature has expired or X-Date is off",
+        "set this machine's clock right (volccli doctor shows the skew)",
+    ),
+    "ServiceNotFound": CodeInfo(
+        ApiRefusedError, "unknown service", "the endpoint is not the visual API; check --endpoint"
+    ),
+    "InvalidActionOrVersion": CodeInfo(
+        ApiRefusedError, "unknown Action or Version", "check --action/--version"
+    ),
+    "InvalidAccessKey": CodeInfo(
+        ConfigError,
+        "the access key is not valid",
+        "check the access key (volccli config show says where it came from)",
+    ),
+    "SignatureDoesNotMatch": CodeInfo(ConfigError, "the signature does not match", _SIGNING_HINT),
+    "LackPolicy": CodeInfo(
+        ApiRefusedError,
+        "the sub-account lacks a policy for this API",
+        "grant the visual (cv) policy to this user in the console",
+    ),
+    "AccessDenied": CodeInfo(
+        ApiRefusedError,
+        "the sub-account is not authorised",
+        "grant the visual (cv) policy to this user in the console",
+    ),
+    "FlowLimitExceeded": CodeInfo(
+        RateLimitError, "the gateway's rate limit was reached", "lower --qps or -j", retry="safe"
+    ),
+    "InternalError": CodeInfo(
+        NetworkError, "gateway internal error", "retry later", retry="server"
+    ),
+    "ServiceUnavailableTemp": CodeInfo(
+        NetworkError, "the service is temporarily unavailable", "retry later", retry="server"
+    ),
+}
+
+# A relay (a gateway with Bearer keys) answers in its own JSON; only the HTTP status
+# says what happened.
+RELAY: Final[dict[int, CodeInfo]] = {
+    400: CodeInfo(
+        ApiRefusedError,
+        "the relay rejected the request",
+        "check the fields (volccli … --dry-run shows the body)",
+    ),
+    401: CodeInfo(
+        ConfigError,
+        "the relay rejected the API key",
+        "check VOLCCLI_API_KEY and the base URL (volccli config show)",
+    ),
+    402: CodeInfo(ApiRefusedError, "the relay account has no balance", "top up the relay account"),
+    403: CodeInfo(
+        ApiRefusedError,
+        "the relay refused access (quota or group)",
+        "check the relay account's quota and model access",
+    ),
+    404: CodeInfo(
+        ConfigError,
+        "the relay has no such route",
+        "check the base URL: it should be the relay root, without /volcv/v1",
+    ),
+    413: CodeInfo(
+        ApiRefusedError,
+        "the request body is too large for the relay",
+        "use smaller images (--fit) or image URLs",
+    ),
+    429: CodeInfo(
+        RateLimitError, "the relay's rate limit was reached", "lower --qps or -j", retry="safe"
+    ),
+    500: CodeInfo(NetworkError, "the relay failed", "retry later", retry="server"),
+    502: CodeInfo(NetworkError, "bad gateway from the relay", "retry later", retry="server"),
+    503: CodeInfo(NetworkError, "the relay is unavailable", "retry later", retry="server"),
+    504: CodeInfo(
+        NetworkError,
+        "the relay timed out waiting for the API",
+        "retry later or use --async",
+        retry="server",
+    ),
+}
+
+
+def business(code: int) -> CodeInfo:
+    if code in BUSINESS:
+        return BUSINESS[code]
+    if 50500 <= code < 50600 and code not in BUSINESS:
+        return CodeInfo(NetworkError, "server error", "retry later", retry="server")
+    return CodeInfo(
+        ApiRefusedError,
+        "the API refused the request",
+        "check the fields against `volccli <command> --help` (--dry-run shows the body)",
+    )
+
+
+def gateway(code: str) -> CodeInfo:
+    return GATEWAY.get(code) or CodeInfo(
+        ApiRefusedError,
+        "the API gateway refused the request",
+        "check credentials, --endpoint and --region (volccli doctor)",
+    )
+
+
+def relay(status: int) -> CodeInfo:
+    if status in RELAY:
+        return RELAY[status]
+    if status >= 500:
+        return CodeInfo(
+            NetworkError, f"HTTP {status} from the server", "retry later", retry="server"
+        )
+    return CodeInfo(
+        ApiRefusedError,
+        f"HTTP {status} from the server",
+        "check the base URL and the request (--dry-run)",
+    )

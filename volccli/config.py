@@ -1,0 +1,447 @@
+"""Settings, profiles and credential sources, each value tagged with where it came from.
+
+Precedence: flag > environment (VOLCCLI_*) > profile in config.toml > the Volcengine
+tools' own conventions (VOLC_ACCESSKEY/VOLC_SECRETKEY, VOLCENGINE_*, ~/.volc/credentials,
+~/.volc/config, ~/.volcengine/config.json) > built-in default. An access key, its secret
+key and session token always come from the same source: mixing halves of two key pairs
+can only fail.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import stat
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from .auth import DEFAULT_REGION, mask
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # tomllib is 3.11+; volccli supports 3.10
+    import tomli as tomllib
+
+DEFAULT_PROFILE: Final = "default"
+DEFAULT_ENDPOINT: Final = "https://visual.volcengineapi.com"
+CONFIG_FILE: Final = "config.toml"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    type: type
+    help: str
+    default: Any = None
+    secret: bool = False
+    choices: tuple[str, ...] = ()
+
+    @property
+    def env(self) -> str:
+        return f"VOLCCLI_{self.name.upper()}"
+
+
+SETTINGS: Final[dict[str, Setting]] = {
+    s.name: s
+    for s in (
+        Setting(
+            "auth",
+            str,
+            "How to reach the API: gateway (Bearer key) or official (AK/SK).",
+            choices=("gateway", "official"),
+        ),
+        Setting("base_url", str, "Gateway base URL, e.g. https://relay.example.com."),
+        Setting("api_key", str, "Gateway API key.", secret=True),
+        Setting("endpoint", str, "Official endpoint.", DEFAULT_ENDPOINT),
+        Setting("region", str, "Signing region.", DEFAULT_REGION),
+        Setting("access_key", str, "Volcengine access key id (AK)."),
+        Setting("secret_key", str, "Volcengine secret access key (SK).", secret=True),
+        Setting("session_token", str, "STS session token for temporary keys.", secret=True),
+        Setting("timeout", float, "Read timeout in seconds.", 120.0),
+        Setting("connect_timeout", float, "Connect timeout in seconds.", 10.0),
+        Setting("retries", int, "Retries for rate limits and unsent requests.", 3),
+        Setting("qps", float, "Client-side request rate limit (requests per second).", 5.0),
+        Setting("jobs", int, "Requests in flight at once in a batch.", 4),
+        Setting("output_dir", str, "Default output folder.", "."),
+        Setting("name", str, "Default file name template."),
+        Setting(
+            "on_exists",
+            str,
+            "What to do when a file exists.",
+            "suffix",
+            choices=("suffix", "skip", "overwrite", "fail"),
+        ),
+        Setting(
+            "outpaint_prompt_field",
+            str,
+            "Body field for the outpaint prompt.",
+            "both",
+            choices=("prompt", "custom_prompt", "both"),
+        ),
+        Setting("max_image_bytes", int, "Input image size limit in bytes."),
+        Setting("max_image_side", int, "Input image side limit in pixels."),
+        Setting("max_aspect", float, "Input image long/short side limit."),
+    )
+}
+CREDENTIAL_KEYS: Final = ("access_key", "secret_key", "session_token")
+
+
+@dataclass(frozen=True)
+class Value:
+    value: Any
+    source: str  # "flag --base-url", "env VOLCCLI_API_KEY", "profile 'x' (path)", ...
+
+
+# --- locations ----------------------------------------------------------------------
+
+
+def config_dir(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    override = env.get("VOLCCLI_CONFIG_DIR")
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return platformdirs.user_config_path("volccli")
+
+
+def config_path(env: Mapping[str, str] | None = None) -> Path:
+    return config_dir(env) / CONFIG_FILE
+
+
+def data_dir(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    override = env.get("VOLCCLI_DATA_DIR")
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return platformdirs.user_data_path("volccli")
+
+
+# --- the config file ----------------------------------------------------------------
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """Parse config.toml; a missing file is an empty config."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"cannot read {path} ({exc})", "fix its permissions or delete it"
+        ) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not valid TOML ({exc})",
+            "fix the file, or delete it and use `volccli config set`",
+        ) from None
+    profiles = data.get("profiles", {})
+    if not isinstance(profiles, dict) or any(not isinstance(p, dict) for p in profiles.values()):
+        raise ConfigError(
+            f"{path}: [profiles] must hold tables like [profiles.default]",
+            "fix the file, or delete it and use `volccli config set`",
+        )
+    return data
+
+
+def write_config(path: Path, data: Mapping[str, Any]) -> None:
+    """Write atomically, 0600 in a 0700 folder: the file holds secrets."""
+    import tomli_w
+
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path.parent, 0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            tomli_w.dump(dict(data), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    os.chmod(path, 0o600)
+
+
+def coerce(setting: Setting, raw: Any) -> Any:
+    """Convert a raw value (string from env or argv) to the setting's type."""
+    try:
+        if setting.type is bool and isinstance(raw, str):
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        value = setting.type(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{setting.name} = {raw!r} is not a valid {setting.type.__name__}",
+            f"set {setting.name} to a {setting.type.__name__}",
+        ) from None
+    if setting.choices and value not in setting.choices:
+        raise ConfigError(
+            f"{setting.name} = {value!r} is not one of {', '.join(setting.choices)}",
+            f"use one of {', '.join(setting.choices)}",
+        )
+    return value
+
+
+def set_value(path: Path, profile: str, key: str, value: Any) -> None:
+    setting = SETTINGS.get(key)
+    if setting is None:
+        raise ConfigError(f"unknown setting {key!r}", f"known settings: {', '.join(SETTINGS)}")
+    data = read_config(path)
+    data.setdefault("profiles", {}).setdefault(profile, {})[key] = coerce(setting, value)
+    write_config(path, data)
+
+
+def unset_value(path: Path, profile: str, key: str) -> bool:
+    data = read_config(path)
+    section = data.get("profiles", {}).get(profile, {})
+    if key not in section:
+        return False
+    del section[key]
+    write_config(path, data)
+    return True
+
+
+# --- the Volcengine tools' own conventions --------------------------------------------
+
+
+@dataclass
+class CredentialSet:
+    access_key: str
+    secret_key: str
+    session_token: str
+    source: str
+    region: str = ""
+
+
+def volcengine_credentials(
+    env: Mapping[str, str], home: Path, notes: list[str]
+) -> CredentialSet | None:
+    """The first complete key pair among the conventions of the Volcengine SDKs and CLI."""
+    for ak_var, sk_var, token_var in (
+        ("VOLC_ACCESSKEY", "VOLC_SECRETKEY", ""),
+        ("VOLCENGINE_ACCESS_KEY", "VOLCENGINE_SECRET_KEY", "VOLCENGINE_SESSION_TOKEN"),
+    ):
+        if env.get(ak_var) or env.get(sk_var):
+            if not (env.get(ak_var) and env.get(sk_var)):
+                notes.append(f"{ak_var} and {sk_var} must both be set; ignoring them")
+                continue
+            return CredentialSet(
+                env[ak_var],
+                env[sk_var],
+                env.get(token_var, "") if token_var else "",
+                f"env {ak_var}/{sk_var}",
+                env.get("VOLCENGINE_REGION", ""),
+            )
+    for reader in (_volc_credentials_file, _volc_config_file, _volcengine_config_json):
+        found = reader(env, home, notes)
+        if found:
+            return found
+    return None
+
+
+def _volc_credentials_file(
+    env: Mapping[str, str], home: Path, notes: list[str]
+) -> CredentialSet | None:
+    path = home / ".volc" / "credentials"
+    if not path.exists():
+        return None
+    parser = configparser.ConfigParser()
+    try:
+        parser.read_string(path.read_text(encoding="utf-8"))
+        section = parser["default"]
+        return CredentialSet(
+            section["access_key_id"],
+            section["secret_access_key"],
+            section.get("session_token", ""),
+            f"file {path}",
+        )
+    except (OSError, UnicodeDecodeError) as exc:
+        notes.append(f"cannot read {path} ({exc}); fix its permissions")
+    except (configparser.Error, KeyError) as exc:
+        notes.append(f"{path} has no [default] access_key_id/secret_access_key ({exc})")
+    return None
+
+
+def _volc_config_file(env: Mapping[str, str], home: Path, notes: list[str]) -> CredentialSet | None:
+    path = home / ".volc" / "config"
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return CredentialSet(data["ak"], data["sk"], data.get("session_token", ""), f"file {path}")
+    except (OSError, UnicodeDecodeError) as exc:
+        notes.append(f"cannot read {path} ({exc}); fix its permissions")
+    except (ValueError, KeyError, TypeError):
+        notes.append(f'{path} is not JSON with "ak" and "sk"')
+    return None
+
+
+def _volcengine_config_json(
+    env: Mapping[str, str], home: Path, notes: list[str]
+) -> CredentialSet | None:
+    path = home / ".volcengine" / "config.json"
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        name = env.get("VOLCENGINE_PROFILE") or data.get("current", "")
+        profile = data["profiles"][name]
+        if not (profile.get("access-key") and profile.get("secret-key")):
+            notes.append(f"{path} profile {name!r} has no access-key/secret-key")
+            return None
+        return CredentialSet(
+            profile["access-key"],
+            profile["secret-key"],
+            profile.get("session-token", ""),
+            f"file {path} (profile {name!r})",
+            profile.get("region", ""),
+        )
+    except (OSError, UnicodeDecodeError) as exc:
+        notes.append(f"cannot read {path} ({exc}); fix its permissions")
+    except (ValueError, KeyError, TypeError):
+        notes.append(f"{path} has no usable current profile")
+    return None
+
+
+# --- resolution ---------------------------------------------------------------------
+
+
+@dataclass
+class Resolved:
+    """Every setting with its value and source, plus problems found on the way."""
+
+    profile: str
+    profile_source: str
+    path: Path
+    values: dict[str, Value] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    sandbox: bool = False
+
+    def get(self, name: str) -> Any:
+        found = self.values.get(name)
+        return None if found is None else found.value
+
+    def source(self, name: str) -> str:
+        found = self.values.get(name)
+        return "" if found is None else found.source
+
+    def shown(self, name: str) -> str:
+        """The value as it may be printed: secrets masked."""
+        value = self.get(name)
+        if value is None:
+            return ""
+        if SETTINGS[name].secret:
+            return "****" if value else ""
+        if name == "access_key":
+            return mask(str(value))
+        return str(value)
+
+
+def resolve(
+    flags: Mapping[str, Any],
+    *,
+    env: Mapping[str, str] | None = None,
+    home: Path | None = None,
+) -> Resolved:
+    """Resolve every setting; ``flags`` maps setting names to values given on argv."""
+    env = os.environ if env is None else env
+    home = Path(env.get("HOME") or Path.home()) if home is None else home
+    path = config_path(env)
+    data = read_config(path)
+    profiles = data.get("profiles", {})
+    if flags.get("profile"):
+        name, name_source = flags["profile"], "flag --profile"
+    elif env.get("VOLCCLI_PROFILE"):
+        name, name_source = env["VOLCCLI_PROFILE"], "env VOLCCLI_PROFILE"
+    else:
+        name, name_source = DEFAULT_PROFILE, "default"
+    if name_source != "default" and name not in profiles:
+        known = ", ".join(sorted(profiles)) or "none yet"
+        raise ConfigError(
+            f"unknown profile {name!r} (from {name_source}; profiles in {path}: {known})",
+            f"create it with `volccli config set --profile {name} KEY VALUE` or pick a known one",
+        )
+    section = profiles.get(name, {})
+    resolved = Resolved(profile=name, profile_source=name_source, path=path)
+    for key in section:
+        if key not in SETTINGS:
+            resolved.notes.append(f"{path}: profile {name!r} has unknown setting {key!r}")
+    for key, setting in SETTINGS.items():
+        if key in CREDENTIAL_KEYS:
+            continue
+        if flags.get(key) is not None:
+            resolved.values[key] = Value(
+                coerce(setting, flags[key]), f"flag --{key.replace('_', '-')}"
+            )
+        elif env.get(setting.env):
+            resolved.values[key] = Value(coerce(setting, env[setting.env]), f"env {setting.env}")
+        elif key in section:
+            resolved.values[key] = Value(
+                coerce(setting, section[key]), f"profile {name!r} ({path})"
+            )
+        elif setting.default is not None:
+            resolved.values[key] = Value(setting.default, "default")
+    _resolve_credentials(resolved, flags, env, section, name, path, home)
+    return resolved
+
+
+def _resolve_credentials(
+    resolved: Resolved,
+    flags: Mapping[str, Any],
+    env: Mapping[str, str],
+    section: Mapping[str, Any],
+    profile: str,
+    path: Path,
+    home: Path,
+) -> None:
+    tiers: list[tuple[Callable[[str], Any], str]] = [
+        (lambda key: env.get(SETTINGS[key].env), "env VOLCCLI_ACCESS_KEY/VOLCCLI_SECRET_KEY"),
+        (lambda key: section.get(key), f"profile {profile!r} ({path})"),
+    ]
+    for lookup, source in tiers:
+        ak, sk = lookup("access_key"), lookup("secret_key")
+        if ak or sk:
+            if not (ak and sk):
+                missing = "secret_key" if ak else "access_key"
+                raise ConfigError(
+                    f"{source} gives one half of a key pair: {missing} is missing",
+                    f"set both, e.g. `volccli config set {missing}`",
+                )
+            resolved.values["access_key"] = Value(str(ak), source)
+            resolved.values["secret_key"] = Value(str(sk), source)
+            token = lookup("session_token")
+            if token:
+                resolved.values["session_token"] = Value(str(token), source)
+            return
+    found = volcengine_credentials(env, home, resolved.notes)
+    if found:
+        resolved.values["access_key"] = Value(found.access_key, found.source)
+        resolved.values["secret_key"] = Value(found.secret_key, found.source)
+        if found.session_token:
+            resolved.values["session_token"] = Value(found.session_token, found.source)
+        if found.region and resolved.source("region") == "default":
+            resolved.values["region"] = Value(found.region, found.source)
+
+
+def file_mode_problems(path: Path) -> list[str]:
+    """Permissions that let other users read the secrets."""
+    problems = []
+    for target, wanted in ((path.parent, 0o700), (path, 0o600)):
+        if not target.exists() or os.name != "posix":
+            continue
+        mode = stat.S_IMODE(target.stat().st_mode)
+        if mode & 0o077:
+            problems.append(
+                f"{target} is {oct(mode)}, readable by others; run chmod {oct(wanted)[2:]} {target}"
+            )
+    return problems

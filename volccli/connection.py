@@ -1,0 +1,137 @@
+"""Which way to reach the API, with which credentials: resolved settings in, a Connection out.
+
+Pure (no network, no requests import), so `--dry-run`, `--print-curl` and `doctor`
+share exactly the decision the client makes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlencode, urlsplit
+
+from .auth import Authenticator, BearerAuth, V4Auth
+from .config import Resolved
+from .errors import ConfigError, InputError
+
+Mode = Literal["gateway", "official"]
+GATEWAY_PATH = "/volcv/v1"
+
+
+@dataclass(frozen=True)
+class Connection:
+    mode: Mode
+    base: str  # gateway base URL or official endpoint, without a trailing slash
+    auth: Authenticator
+    timeout: float
+    connect_timeout: float
+    retries: int
+    retry_server_errors: bool = False
+    why: str = ""  # how the mode was chosen, for doctor and -v
+
+    def url(self, action: str, version: str) -> str:
+        query = urlencode({"Action": action, "Version": version})
+        path = GATEWAY_PATH if self.mode == "gateway" else "/"
+        return f"{self.base}{path}?{query}"
+
+
+def check_base_url(value: str, name: str, source: str) -> str:
+    """An http(s) URL with a host; the error blames the flag or the config that set it."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        error = InputError if source.startswith("flag") else ConfigError
+        raise error(
+            f"{name} {value!r} (from {source}) is not an http(s) URL",
+            "write it like https://host[:port][/path], without a query string",
+        )
+    if name == "base_url" and parts.path.rstrip("/").endswith(GATEWAY_PATH):
+        value = value.rstrip("/")[: -len(GATEWAY_PATH)]
+    return value.rstrip("/")
+
+
+def choose_mode(resolved: Resolved) -> tuple[Mode, str]:
+    """Pick gateway or official from --auth, or from which credentials are present."""
+    explicit = resolved.get("auth")
+    if explicit:
+        return explicit, f"auth = {explicit} ({resolved.source('auth')})"
+    has_key = bool(resolved.get("api_key"))
+    has_pair = bool(resolved.get("access_key"))
+    if has_key and resolved.get("base_url") and not has_pair:
+        return "gateway", f"an API key ({resolved.source('api_key')}) and a base URL are set"
+    if has_pair and not has_key:
+        return "official", f"an access key pair is set ({resolved.source('access_key')})"
+    if has_key and has_pair:
+        if resolved.get("base_url"):
+            return (
+                "gateway",
+                "both an API key and an access key pair are set; the gateway wins "
+                "when a base URL is set (choose with --auth)",
+            )
+        return (
+            "official",
+            "both an API key and an access key pair are set; no base URL, so official",
+        )
+    if resolved.get("base_url"):
+        return "gateway", f"a base URL is set ({resolved.source('base_url')})"
+    return "official", "no credentials found"
+
+
+def connect(
+    resolved: Resolved,
+    *,
+    retry_server_errors: bool = False,
+    ask_secret: Callable[[str], str] | None = None,
+) -> Connection:
+    """Build the Connection; raise ConfigError naming the variable and the command to fix it."""
+    mode, why = choose_mode(resolved)
+    timeout = float(resolved.get("timeout"))
+    connect_timeout = float(resolved.get("connect_timeout"))
+    retries = int(resolved.get("retries"))
+    if timeout <= 0 or connect_timeout <= 0 or retries < 0:
+        raise InputError(
+            "--timeout must be above 0 and --retries at least 0",
+            "e.g. --timeout 120 --retries 3",
+        )
+    if mode == "gateway":
+        base_url = resolved.get("base_url")
+        if not base_url:
+            raise ConfigError(
+                "gateway mode needs a base URL",
+                "set VOLCCLI_BASE_URL, pass --base-url, or run `volccli config set base_url URL`",
+            )
+        base = check_base_url(base_url, "base_url", resolved.source("base_url"))
+        api_key = resolved.get("api_key")
+        if not api_key and ask_secret is not None:
+            api_key = ask_secret(f"API key for {base}")
+        if not api_key:
+            raise ConfigError(
+                "no API key for the gateway",
+                "set VOLCCLI_API_KEY or run `volccli config set api_key` (it prompts)",
+            )
+        return Connection(
+            mode,
+            base,
+            BearerAuth(api_key),
+            timeout,
+            connect_timeout,
+            retries,
+            retry_server_errors,
+            why,
+        )
+    endpoint = check_base_url(resolved.get("endpoint"), "endpoint", resolved.source("endpoint"))
+    if not (resolved.get("access_key") and resolved.get("secret_key")):
+        raise ConfigError(
+            "no credentials: no access key pair and no gateway API key were found",
+            "set VOLCCLI_ACCESS_KEY and VOLCCLI_SECRET_KEY, or run `volccli config set "
+            "access_key` and `volccli config set secret_key` (or try `volccli --sandbox …`)",
+        )
+    auth = V4Auth(
+        resolved.get("access_key"),
+        resolved.get("secret_key"),
+        resolved.get("session_token") or "",
+        region=resolved.get("region"),
+    )
+    return Connection(
+        mode, endpoint, auth, timeout, connect_timeout, retries, retry_server_errors, why
+    )

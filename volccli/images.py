@@ -1,0 +1,398 @@
+"""Image inputs: read, sniff, check against the API's limits, convert or fit, hash.
+
+Every input is checked before a single byte is sent. Pillow reads only the header for
+format and size; PNG chunks are CRC-checked and JPEGs must end in an EOI marker, so a
+truncated file is caught without decoding its pixels. Local files stay on disk and
+are streamed when the body is encoded; only stdin, data: URIs and converted images
+live in memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from .errors import InputError
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
+ACCEPTED_FORMATS = ("JPEG", "PNG")
+# The documented limits are unconfirmed for these req_keys, so each is a setting.
+DEFAULT_MAX_BYTES = int(4.7 * 1024 * 1024)
+DEFAULT_MAX_SIDE = 4096
+DEFAULT_MAX_ASPECT = 3.0
+_HASH_CHUNK = 1024 * 1024
+_JPEG_QUALITIES = (92, 85, 78, 70, 60)
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_side: int = DEFAULT_MAX_SIDE
+    max_aspect: float = DEFAULT_MAX_ASPECT
+    convert: bool = True  # other formats become PNG (False: refuse them)
+    fit: bool = False  # downsize / re-encode to meet the limits instead of refusing
+
+
+@dataclass
+class ImageInput:
+    """One checked input image: a URL passed through, or local data with its hash."""
+
+    label: str  # how messages name it: the path, "stdin", "data: URI" or the URL
+    flag: str  # the argument or option it came from, for messages
+    url: str = ""
+    path: Path | None = None
+    data: bytes | None = None
+    sha256: str = ""
+    size: int = 0
+    width: int = 0
+    height: int = 0
+    format: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def encoded_length(self) -> int:
+        return 4 * ((self.size + 2) // 3)
+
+    def chunks(self, size: int) -> Iterator[bytes]:
+        """The image bytes in pieces of ``size`` (a multiple of 3 keeps base64 aligned)."""
+        if self.data is not None:
+            for start in range(0, len(self.data), size):
+                yield self.data[start : start + size]
+            return
+        assert self.path is not None
+        with self.path.open("rb") as handle:
+            while chunk := handle.read(size):
+                yield chunk
+
+    def describe(self) -> dict[str, object]:
+        """What a sidecar and the history record about an input."""
+        out: dict[str, object] = {"source": self.label}
+        if self.url:
+            return out
+        out.update(
+            sha256=self.sha256,
+            bytes=self.size,
+            width=self.width,
+            height=self.height,
+            format=self.format,
+        )
+        return out
+
+
+def load_image(
+    source: str,
+    flag: str,
+    limits: ImageLimits,
+    *,
+    read_stdin: Callable[[], bytes],
+    base_dir: Path | None = None,
+) -> ImageInput:
+    """Resolve and check one image argument; raise InputError naming the flag."""
+    if not source:
+        raise InputError(f"{flag} is empty", "give a file path, an http(s) URL, '-' or a data: URI")
+    scheme = _scheme(source)
+    if scheme in ("http", "https"):
+        return _url_input(source, flag)
+    if scheme == "data":
+        data = _decode_data_uri(source, flag)
+        return _check_bytes(data, "data: URI", flag, limits)
+    if scheme:
+        raise InputError(
+            f"{flag} {_short(source)}: {scheme}:// URLs are not supported",
+            "use an http(s) URL, or a local path for a local file",
+        )
+    if source == "-":
+        data = read_stdin()
+        if not data:
+            raise InputError(f"{flag} -: stdin is empty", "pipe the image bytes into volccli")
+        return _check_bytes(data, "stdin", flag, limits)
+    path = Path(source).expanduser()
+    if base_dir is not None and not path.is_absolute():
+        path = base_dir / path
+    return _check_file(path, flag, limits)
+
+
+def _scheme(source: str) -> str:
+    if source.startswith("data:"):
+        return "data"
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", source)
+    return match[1].lower() if match else ""
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _url_input(source: str, flag: str) -> ImageInput:
+    parts = urlsplit(source)
+    if not parts.hostname:
+        raise InputError(
+            f"{flag} {_short(source)} has no host", "write a full URL: https://host/path.png"
+        )
+    return ImageInput(label=source, flag=flag, url=source)
+
+
+def _decode_data_uri(source: str, flag: str) -> bytes:
+    header, comma, payload = source.partition(",")
+    if not comma or not header.endswith(";base64"):
+        raise InputError(
+            f"{flag}: malformed data: URI",
+            "use data:image/png;base64,<base64 data>",
+        )
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError(
+            f"{flag}: the data: URI's base64 is invalid", "re-encode the image"
+        ) from None
+
+
+def _check_file(path: Path, flag: str, limits: ImageLimits) -> ImageInput:
+    label = str(path)
+    if not path.exists():
+        raise InputError(f"{flag} {label}: no such file", "check the path")
+    if path.is_dir():
+        raise InputError(f"{flag} {label} is a folder", "give an image file inside it")
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(16)
+    except OSError as exc:
+        raise InputError(
+            f"{flag} {label}: cannot read ({exc.strerror})", "check its permissions"
+        ) from None
+    if size == 0:
+        raise InputError(f"{flag} {label} is empty", "give a JPEG or PNG image")
+    image = _open(path, label, flag, head)
+    with image:
+        fmt, width, height = image.format or "", image.width, image.height
+        _check_aspect(width, height, label, flag, limits)
+        _check_limits(fmt, width, height, size, label, flag, limits)
+        needs_work = fmt not in ACCEPTED_FORMATS or _over_limits(width, height, size, limits)
+        if not needs_work:
+            _check_intact(path, image, label, flag)
+    if needs_work:
+        # Converting or fitting needs the pixels, so this one is read into memory.
+        return _check_bytes(path.read_bytes(), label, flag, limits)
+    return ImageInput(
+        label=label,
+        flag=flag,
+        path=path,
+        sha256=_file_sha256(path),
+        size=size,
+        width=width,
+        height=height,
+        format=fmt,
+    )
+
+
+def _open(source: Path | io.BytesIO, label: str, flag: str, head: bytes) -> PILImage:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return Image.open(source)
+    except UnidentifiedImageError:
+        what = "text" if _is_text(head) else "not an image Pillow can read"
+        raise InputError(f"{flag} {label} is {what}", "give a JPEG or PNG image") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InputError(f"{flag} {label} is damaged ({exc})", "re-export the image") from None
+
+
+def _is_text(head: bytes) -> bool:
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _check_intact(source: Path | bytes, image: PILImage, label: str, flag: str) -> None:
+    """Catch truncated files without decoding pixels."""
+    if image.format == "PNG":
+        from PIL import Image
+
+        try:
+            with Image.open(source if isinstance(source, Path) else io.BytesIO(source)) as fresh:
+                fresh.verify()
+        except Exception as exc:  # Pillow raises several types for broken chunks
+            raise InputError(
+                f"{flag} {label} is truncated or damaged ({exc})", "re-export the image"
+            ) from None
+    elif image.format == "JPEG":
+        tail = _tail(source, 1024)
+        if b"\xff\xd9" not in tail:
+            raise InputError(
+                f"{flag} {label} is truncated (no JPEG end marker)", "re-export the image"
+            )
+
+
+def _tail(source: Path | bytes, size: int) -> bytes:
+    if isinstance(source, bytes):
+        return source[-size:]
+    with source.open("rb") as handle:
+        handle.seek(max(0, source.stat().st_size - size))
+        return handle.read()
+
+
+def _check_aspect(width: int, height: int, label: str, flag: str, limits: ImageLimits) -> None:
+    ratio = max(width, height) / max(1, min(width, height))
+    if ratio > limits.max_aspect:
+        raise InputError(
+            f"{flag} {label} is {width}x{height}, aspect {ratio:.2f}:1 above the "
+            f"{limits.max_aspect:g}:1 limit",
+            "crop it (--fit cannot change the aspect), or raise --max-aspect",
+        )
+
+
+def _check_bytes(data: bytes, label: str, flag: str, limits: ImageLimits) -> ImageInput:
+    image = _open(io.BytesIO(data), label, flag, data[:16])
+    notes: list[str] = []
+    with image:
+        fmt, width, height = image.format or "", image.width, image.height
+        if fmt in ACCEPTED_FORMATS:
+            _check_intact(data, image, label, flag)
+        _check_aspect(width, height, label, flag, limits)
+        _check_limits(fmt, width, height, len(data), label, flag, limits)
+        if fmt not in ACCEPTED_FORMATS or _over_limits(width, height, len(data), limits):
+            data, fmt, width, height, note = _reencode(image, data, fmt, limits)
+            notes.append(f"{label}: {note}")
+    return ImageInput(
+        label=label,
+        flag=flag,
+        data=data,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        width=width,
+        height=height,
+        format=fmt,
+        notes=notes,
+    )
+
+
+def _over_limits(width: int, height: int, size: int, limits: ImageLimits) -> bool:
+    return size > limits.max_bytes or max(width, height) > limits.max_side
+
+
+def _check_limits(
+    fmt: str, width: int, height: int, size: int, label: str, flag: str, limits: ImageLimits
+) -> None:
+    """Refuse what --fit or conversion would have to change but may not."""
+    if fmt not in ACCEPTED_FORMATS and not limits.convert:
+        raise InputError(
+            f"{flag} {label} is {fmt or 'an unknown format'}, not JPEG or PNG",
+            "convert it, or drop --no-convert to let volccli convert it",
+        )
+    if limits.fit:
+        return
+    if max(width, height) > limits.max_side:
+        raise InputError(
+            f"{flag} {label} is {width}x{height}, above the {limits.max_side}px limit",
+            "use --fit to downsize it, or raise --max-image-side",
+        )
+    if size > limits.max_bytes and fmt in ACCEPTED_FORMATS:
+        raise InputError(
+            f"{flag} {label} is {_size_text(size)}, above the {_size_text(limits.max_bytes)} limit",
+            "use --fit to shrink it, or raise --max-image-bytes",
+        )
+
+
+def _reencode(
+    image: PILImage, original: bytes, fmt: str, limits: ImageLimits
+) -> tuple[bytes, str, int, int, str]:
+    """Convert to PNG (or JPEG when that is what fits) and downsize within the limits."""
+    from PIL import Image
+
+    before = f"{fmt or '?'} {image.width}x{image.height} {_size_text(len(original))}"
+    image.seek(0)  # the first frame of an animation
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    work = image.convert("RGBA" if has_alpha else "RGB")
+    scale = min(1.0, limits.max_side / max(work.size))
+    while True:
+        size = (max(1, round(work.width * scale)), max(1, round(work.height * scale)))
+        current = work if size == work.size else work.resize(size, Image.Resampling.LANCZOS)
+        for out_fmt, options in _encodings(has_alpha, fmt, limits.fit):
+            buffer = io.BytesIO()
+            current.save(buffer, out_fmt, **options)
+            data = buffer.getvalue()
+            if len(data) <= limits.max_bytes:
+                after = f"{out_fmt} {size[0]}x{size[1]} {_size_text(len(data))}"
+                verb = "fitted" if limits.fit else "converted"
+                return data, out_fmt, size[0], size[1], f"{verb} {before} -> {after}"
+        if not limits.fit:
+            raise InputError(
+                f"{before} is still above {_size_text(limits.max_bytes)} once converted",
+                "use --fit to shrink it, or raise --max-image-bytes",
+            )
+        scale *= 0.85
+
+
+def _encodings(has_alpha: bool, fmt: str, fit: bool) -> list[tuple[str, dict[str, object]]]:
+    options: list[tuple[str, dict[str, object]]] = [("PNG", {"optimize": False})]
+    if fmt == "JPEG" or (fit and not has_alpha):
+        jpeg = [("JPEG", {"quality": q}) for q in _JPEG_QUALITIES]
+        options = jpeg if fmt == "JPEG" else options + jpeg
+    return options
+
+
+def _size_text(size: int) -> str:
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KB"
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sniff_extension(head: bytes) -> str:
+    """File extension for image bytes, from their magic number."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return ".png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return ".jpg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return ".webp"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return ".gif"
+    return ""
+
+
+def verify_image_file(path: Path) -> tuple[str, int, int]:
+    """Check a written result decodes as an image; return (format, width, height)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            fmt, width, height = image.format or "", image.width, image.height
+            image.verify()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ValueError(f"not a valid image ({exc})") from None
+    if fmt == "JPEG" and b"\xff\xd9" not in _tail(path, 1024):
+        raise ValueError("truncated JPEG")
+    return fmt, width, height
+
+
+def stdin_bytes() -> bytes:
+    """Read all of stdin as bytes (only ever called for an explicit '-')."""
+    import sys
+
+    return sys.stdin.buffer.read()
+
+
+def is_readable_file(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.R_OK)

@@ -1,0 +1,298 @@
+"""Where results go: name templates, the output folder, and atomic never-clobber writes.
+
+A result is written to a hidden temp file in the target folder, checked to decode as an
+image, then linked into place under its final name. ``os.link`` fails instead of
+replacing, so two processes racing for one name can never overwrite each other; the
+``overwrite`` policy is the only path that replaces a file, and it does so atomically.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import re
+import string
+import tempfile
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Final, Literal
+
+from .errors import InputError, OutputError
+
+OnExists = Literal["suffix", "skip", "overwrite", "fail"]
+DEFAULT_TEMPLATE: Final = "{command}_{prompt}_{seed}"
+TOKENS: Final = {
+    "command": "the command (txt2img, edit, …) or the req_key for call",
+    "prompt": "the prompt as a file-safe slug; {prompt:20} caps it at 20 characters",
+    "seed": "the seed sent (or returned by the service)",
+    "index": "the image's number in this run, from 0",
+    "n": "the image's number within one answer, from 0",
+    "date": "the local date, YYYYMMDD",
+    "time": "the local time, HHMMSS",
+    "request_id": "the API's request id",
+    "req_key": "the req_key",
+    "hash": "the first 8 characters of the job's request hash",
+    "input": "the stem of the first input image's file name",
+    "row": "the batch row number",
+    "name": "the batch row's name column",
+}
+# Tokens whose value is only known once the answer is in.
+RESPONSE_TOKENS: Final = frozenset({"request_id", "n"})
+SLUG_DEFAULT_CHARS: Final = 48
+SLUG_MAX_BYTES: Final = 120
+SIDECAR_SUFFIX: Final = ".json"
+_SUFFIX_LIMIT = 10_000
+
+
+def template_fields(template: str) -> list[tuple[str, str]]:
+    """(token, format spec) pairs of a template; raise InputError on unknown tokens."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise InputError(
+            f"--name {template!r} is malformed ({exc})",
+            "use {token} placeholders; write {{ and }} for literal braces",
+        ) from None
+    fields = []
+    for _literal, name, spec, _conversion in parsed:
+        if name is None:
+            continue
+        if name not in TOKENS:
+            raise InputError(
+                f"--name has an unknown token {{{name}}}",
+                f"use one of {', '.join('{' + t + '}' for t in TOKENS)}",
+            )
+        if spec and not spec.isdigit():
+            raise InputError(
+                f"--name token {{{name}:{spec}}}: the spec must be a length",
+                "write e.g. {prompt:20}",
+            )
+        fields.append((name, spec))
+    return fields
+
+
+def check_template(template: str) -> None:
+    """Refuse templates that could write outside the output folder."""
+    template_fields(template)
+    if not template.strip():
+        raise InputError("--name is empty", f"use e.g. --name '{DEFAULT_TEMPLATE}'")
+    if template.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:", template):
+        raise InputError(
+            f"--name {template!r} is an absolute path",
+            "names are relative to --output-dir; set the folder with -o",
+        )
+    if any(part == ".." for part in re.split(r"[/\\]", template)):
+        raise InputError(
+            f"--name {template!r} climbs out of the output folder with '..'",
+            "keep names inside --output-dir; set the folder with -o",
+        )
+
+
+def slug(text: str, max_chars: int = SLUG_DEFAULT_CHARS) -> str:
+    """A file-name-safe form of free text; keeps letters of every script (CJK included)."""
+    text = unicodedata.normalize("NFKC", text)
+    text = re.sub(r"[^\w]+", "-", text, flags=re.UNICODE).strip("-_").lower()
+    text = text[:max_chars].rstrip("-_")
+    while len(text.encode()) > SLUG_MAX_BYTES:
+        text = text[:-1]
+    return text.rstrip("-_")
+
+
+def _safe_component(value: str) -> str:
+    """A token value must not add folders or hidden names of its own."""
+    value = re.sub(r'[/\\:*?"<>|\x00-\x1f]+', "-", value).strip()
+    return value.lstrip(".") or "_"
+
+
+def render_name(template: str, values: Mapping[str, object], now: datetime | None = None) -> str:
+    """Fill a template; the result is a relative path without extension."""
+    now = now or datetime.now()
+    filled: dict[str, str] = {"date": now.strftime("%Y%m%d"), "time": now.strftime("%H%M%S")}
+    for token, spec in template_fields(template):
+        if token in ("date", "time"):
+            continue
+        raw = values.get(token)
+        text = "" if raw is None else str(raw)
+        if token in ("prompt", "name", "input"):
+            text = slug(text, int(spec) if spec else SLUG_DEFAULT_CHARS)
+        elif spec:
+            text = text[: int(spec)]
+        filled[token] = "" if not text else _safe_component(text)
+    plain = re.sub(r"\{(\w+):\d+\}", r"{\1}", template)
+    name = plain.format(**filled)
+    # Empty tokens leave doubled or dangling separators behind: tidy them.
+    parts = []
+    for part in re.split(r"[/\\]", name):
+        part = re.sub(r"([_\-. ])[_\-. ]+", r"\1", part).strip("_-. ")
+        if part:
+            parts.append(part[:200])
+    if not parts:
+        return "image"
+    return "/".join(parts)
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    folder: Path | None  # None: write the single image's bytes to stdout
+    template: str = DEFAULT_TEMPLATE
+    on_exists: OnExists = "suffix"
+    sidecar: bool = True
+    embed: bool = True
+
+
+def ensure_folder(folder: Path) -> None:
+    """Create the output folder and prove it is writable, before anything is paid for."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".volccli-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise OutputError(
+            f"cannot write to {folder} ({reason})",
+            "choose another --output-dir or fix its permissions",
+        ) from None
+
+
+def target_for(folder: Path, relative: str, ext: str) -> Path:
+    target = (folder / f"{relative}{ext}").resolve()
+    root = folder.resolve()
+    if root not in target.parents:
+        raise InputError(f"--name resolves outside {folder}", "keep names inside --output-dir")
+    return target
+
+
+def sidecar_path(image: Path) -> Path:
+    return image.with_name(image.name + SIDECAR_SUFFIX)
+
+
+def taken(path: Path) -> bool:
+    return path.exists() or sidecar_path(path).exists()
+
+
+def candidates(target: Path) -> Iterable[Path]:
+    yield target
+    for n in range(1, _SUFFIX_LIMIT):
+        yield target.with_name(f"{target.stem}-{n}{target.suffix}")
+
+
+def precheck(target: Path, on_exists: OnExists) -> Literal["write", "skip"]:
+    """Decide before the request is sent when the name is already known."""
+    if not taken(target):
+        return "write"
+    if on_exists == "skip":
+        return "skip"
+    if on_exists == "fail":
+        raise OutputError(
+            f"{target} already exists",
+            "choose another --name, or --on-exists suffix|skip|overwrite",
+        )
+    return "write"
+
+
+@functools.cache
+def _file_mode() -> int:
+    """What a plain open() would give: mkstemp's 0600 is for secrets, not images."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def temp_file(folder: Path, suffix: str = ".part") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".volccli-", suffix=suffix, dir=folder)
+    try:
+        os.fchmod(fd, _file_mode())
+    finally:
+        os.close(fd)
+    return Path(name)
+
+
+def write_temp(folder: Path, data: bytes) -> Path:
+    """Write bytes to a durable temp file beside their final place."""
+    try:
+        path = temp_file(folder)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write to {folder} ({exc.strerror})",
+            "choose another --output-dir or fix its permissions",
+        ) from None
+    try:
+        with path.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise OutputError(
+            f"cannot write to {folder} ({exc.strerror})",
+            "free some space or choose another --output-dir",
+        ) from None
+    return path
+
+
+def place(tmp: Path, target: Path, on_exists: OnExists) -> Path | None:
+    """Move ``tmp`` to ``target`` under the policy; None when skipped. ``tmp`` is consumed."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if on_exists == "overwrite":
+            os.replace(tmp, target)
+            return target
+        for candidate in candidates(target) if on_exists == "suffix" else (target,):
+            if on_exists == "suffix" and sidecar_path(candidate).exists():
+                continue
+            if _link_new(tmp, candidate):
+                return candidate
+            if on_exists == "skip":
+                return None
+            if on_exists == "fail":
+                raise OutputError(
+                    f"{candidate} already exists",
+                    "choose another --name, or --on-exists suffix|skip|overwrite",
+                )
+        raise OutputError(f"no free name for {target}", "choose another --name")
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write {target} ({exc.strerror})",
+            "check free space and permissions of --output-dir",
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _link_new(tmp: Path, target: Path) -> bool:
+    """Create ``target`` with tmp's content only if nothing is there; atomic."""
+    try:
+        os.link(tmp, target)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
+            raise
+    # A filesystem without hard links: reserve the name exclusively, then replace it.
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    os.replace(tmp, target)
+    return True
+
+
+def write_text_atomic(path: Path, text: str, *, replace: bool = True) -> None:
+    """Write a small text file atomically (sidecars, summaries)."""
+    tmp = write_temp(path.parent, text.encode())
+    if replace:
+        os.replace(tmp, path)
+        return
+    try:
+        if not _link_new(tmp, path):
+            raise OutputError(f"{path} already exists", "remove it or choose another name")
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,457 @@
+"""One job end to end: body → request → answer → images on disk → sidecar → outcome.
+
+Single commands and batches share this path; only how jobs are produced and reported
+differs. ``plan`` is pure (a request expands into ``count`` jobs with their seeds and
+identities); ``Runner.run`` does the I/O.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from . import __version__, output, recipe
+from .client import ApiClient, Envelope, Event, no_event
+from .errors import AuditError, InputError, NetworkError, OutputError, VolccliError
+from .images import ImageInput, verify_image_file
+from .kinds import SEED_MAX, Kind
+from .payload import (
+    Inputs,
+    build_body,
+    describe_body,
+    encode_body,
+    field_values,
+    request_identity,
+)
+from .results import RawResult, decode_base64, download, returned_images
+from .tasks import PollPolicy, split_body, submit, wait
+
+Status = Literal["ok", "skipped", "filtered", "failed"]
+PROMPT_FIELDS = ("prompt", "positive_prompt", "custom_prompt")
+
+
+@dataclass
+class Request:
+    """One command's worth of work; expands into ``count`` jobs."""
+
+    kind: Kind
+    req_key: str
+    values: dict[str, Any]  # given flag values by field name (None = not given)
+    inputs: Inputs = field(default_factory=Inputs)
+    overrides: dict[str, Any] = field(default_factory=dict)  # --set
+    base: dict[str, Any] = field(default_factory=dict)  # --body
+    action: str = ""
+    version: str = ""
+    count: int = 1
+    output: output.OutputSpec = field(default_factory=lambda: output.OutputSpec(Path(".")))
+    validate: bool = True
+    row: int | None = None
+    name: str = ""
+
+    @property
+    def command(self) -> str:
+        return self.kind.command if self.kind.req_key else self.req_key
+
+
+@dataclass
+class Job:
+    request: Request
+    index: int
+    body: dict[str, Any]
+    identity: str
+
+    @property
+    def seed(self) -> int | None:
+        seed = self.body.get("seed")
+        return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
+def plan(request: Request, rng: random.Random | None = None) -> list[Job]:
+    """Expand a request into jobs: seed -1 draws distinct seeds, a fixed seed counts up.
+
+    The identity hashes the request as asked (seed -1 stays -1) plus the job's index, so
+    a rerun recognises a job whatever seed it drew the first time.
+    """
+    if request.count < 1:
+        raise InputError(f"-n/--count {request.count} must be at least 1", "use -n 1 or more")
+    rng = rng or random.SystemRandom()
+    values = field_values(request.kind, request.values, validate=request.validate)
+    template = build_body(
+        request.kind,
+        request.req_key,
+        values,
+        request.inputs,
+        overrides=request.overrides,
+        base=request.base,
+    )
+    asked = template.get("seed")
+    drawn: set[int] = set()
+    jobs = []
+    for index in range(request.count):
+        body = dict(template)
+        if isinstance(asked, int) and not isinstance(asked, bool):
+            if asked == -1:
+                seed = rng.randint(0, SEED_MAX)
+                while seed in drawn:
+                    seed = rng.randint(0, SEED_MAX)
+                drawn.add(seed)
+                body["seed"] = seed
+            else:
+                body["seed"] = asked + index
+        identity = request_identity(
+            template,
+            extra={
+                "action": request.action or request.kind.action,
+                "version": request.version or request.kind.version,
+                "index": index,
+            },
+        )
+        jobs.append(Job(request, index, body, identity))
+    return jobs
+
+
+def prompt_of(body: Mapping[str, Any]) -> str:
+    for name in PROMPT_FIELDS:
+        value = body.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def name_values(job: Job) -> dict[str, Any]:
+    request = job.request
+    first = next((img for img in request.inputs.all() if img.path is not None), None)
+    return {
+        "command": request.command,
+        "prompt": prompt_of(job.body),
+        "seed": job.seed,
+        "index": job.index,
+        "req_key": request.req_key,
+        "hash": job.identity[:8],
+        "input": first.path.stem if first is not None and first.path is not None else "",
+        "row": request.row,
+        "name": request.name,
+    }
+
+
+def needs_answer(template: str) -> bool:
+    return any(token in output.RESPONSE_TOKENS for token, _ in output.template_fields(template))
+
+
+@dataclass
+class FilterPolicy:
+    """What a post-generation audit rejection (50511, 50519) does."""
+
+    action: Literal["fail", "skip", "reseed"] = "fail"
+    attempts: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> FilterPolicy:
+        name, _, count = text.partition(":")
+        if name in ("fail", "skip") and not count:
+            return cls(name)  # type: ignore[arg-type]  # checked just above
+        if name == "reseed" and count.isdigit() and int(count) > 0:
+            return cls("reseed", int(count))
+        raise InputError(
+            f"--on-filtered {text!r} is not fail, skip or reseed:N",
+            "write e.g. --on-filtered reseed:3",
+        )
+
+
+@dataclass
+class RunOptions:
+    use_async: bool = False
+    poll: PollPolicy = field(default_factory=PollPolicy)
+    on_filtered: FilterPolicy = field(default_factory=FilterPolicy)
+    download_timeout: float = 120.0
+
+
+@dataclass
+class Written:
+    path: Path | None  # None when written to stdout
+    sha256: str
+    width: int
+    height: int
+    format: str
+    size: int
+
+
+@dataclass
+class Outcome:
+    job: Job
+    status: Status
+    images: list[Written] = field(default_factory=list)
+    request_id: str = ""
+    seed: int | None = None
+    elapsed: float = 0.0
+    attempts: int = 0
+    retries: list[str] = field(default_factory=list)
+    error: VolccliError | None = None
+    task_id: str = ""
+    started: str = ""
+    finished: str = ""
+    reseeds: int = 0
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Runner:
+    def __init__(
+        self,
+        client: ApiClient,
+        *,
+        options: RunOptions | None = None,
+        record: Callable[[Outcome], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.client = client
+        self.options = options or RunOptions()
+        self.record = record
+        self.rng = rng or random.SystemRandom()
+
+    def run(
+        self,
+        job: Job,
+        *,
+        on_event: Event = no_event,
+        task_id: str = "",
+        on_task: Callable[[str], None] | None = None,
+    ) -> Outcome:
+        """Run one job; never raises a VolccliError (it is in the outcome)."""
+        outcome = Outcome(job, "failed", seed=job.seed, started=_now(), task_id=task_id)
+        try:
+            self._run(job, outcome, on_event, on_task)
+        except VolccliError as error:
+            outcome.status = "failed"
+            outcome.error = error
+            outcome.request_id = outcome.request_id or error.request_id
+        finally:
+            outcome.finished = _now()
+            if self.record is not None:
+                self.record(outcome)
+        return outcome
+
+    def _run(
+        self, job: Job, outcome: Outcome, on_event: Event, on_task: Callable[[str], None] | None
+    ) -> None:
+        spec = job.request.output
+        if spec.folder is not None and not needs_answer(spec.template):
+            target = output.target_for(
+                spec.folder, output.render_name(spec.template, name_values(job)), ".png"
+            )
+            if output.precheck(target, spec.on_exists) == "skip":
+                outcome.status = "skipped"
+                return
+        started = time.monotonic()
+        envelope = self._generate(job, outcome, on_event, on_task)
+        outcome.elapsed = time.monotonic() - started
+        outcome.request_id = envelope.request_id
+        outcome.attempts = envelope.attempts
+        outcome.retries = envelope.retries
+        reported = envelope.data.get("seed")
+        if outcome.seed in (None, -1) and isinstance(reported, int):
+            outcome.seed = reported
+        if outcome.status == "filtered":
+            return
+        outcome.images = self._write(job, outcome, envelope)
+        outcome.status = "ok" if outcome.images else "skipped"
+
+    def _generate(
+        self, job: Job, outcome: Outcome, on_event: Event, on_task: Callable[[str], None] | None
+    ) -> Envelope:
+        body = job.body
+        policy = self.options.on_filtered
+        while True:
+            try:
+                return self._send(job, body, outcome, on_event, on_task)
+            except AuditError as error:
+                if error.retry != "filtered" or policy.action == "fail":
+                    raise
+                if policy.action == "skip":
+                    outcome.status = "filtered"
+                    outcome.error = error
+                    return Envelope(
+                        {"request_id": error.request_id}, error.http_status or 400, 0, 1
+                    )
+                if outcome.reseeds >= policy.attempts:
+                    raise
+                outcome.reseeds += 1
+                body = {**body, "seed": self.rng.randint(0, SEED_MAX)}
+                outcome.seed = body["seed"]
+                outcome.task_id = ""
+                on_event(
+                    "retry",
+                    {
+                        "attempt": outcome.reseeds,
+                        "delay": 0.0,
+                        "reason": f"{error.code} filtered; new seed {body['seed']}",
+                    },
+                )
+
+    def _send(
+        self,
+        job: Job,
+        body: dict[str, Any],
+        outcome: Outcome,
+        on_event: Event,
+        on_task: Callable[[str], None] | None,
+    ) -> Envelope:
+        request = job.request
+        if not self.options.use_async:
+            action = request.action or request.kind.action
+            version = request.version or request.kind.version
+            envelope = self.client.call(action, version, encode_body(body), on_event=on_event)
+            on_event("request_id", {"request_id": envelope.request_id})
+            return envelope
+        submit_body, req_json = split_body(body)
+        if not outcome.task_id:
+            outcome.task_id = submit(self.client, submit_body, on_event=on_event)
+            if on_task is not None:
+                on_task(outcome.task_id)
+        on_event("status", {"status": f"task {outcome.task_id} submitted"})
+        envelope = wait(
+            self.client,
+            request.req_key,
+            outcome.task_id,
+            req_json,
+            policy=self.options.poll,
+            on_event=on_event,
+        )
+        on_event("request_id", {"request_id": envelope.request_id})
+        return envelope
+
+    # --- results -----------------------------------------------------------------
+
+    def _write(self, job: Job, outcome: Outcome, envelope: Envelope) -> list[Written]:
+        spec = job.request.output
+        encoded, urls = returned_images(envelope.data)
+        if not encoded and not urls:
+            raise NetworkError(
+                "the answer carries no images",
+                "retry later; contact support with the request id",
+                request_id=envelope.request_id,
+                maybe_billed=True,
+            )
+        if spec.folder is None and len(encoded) + len(urls) > 1:
+            raise OutputError(
+                "-o - takes a single image but the answer has several",
+                "write to a folder with -o DIR",
+            )
+        with tempfile.TemporaryDirectory(prefix="volccli-") as scratch:
+            folder = spec.folder or Path(scratch)
+            raws: list[RawResult] = decode_base64(encoded)
+            try:
+                if not raws:
+                    for index, url in enumerate(urls):
+                        raws.append(
+                            download(
+                                url,
+                                index,
+                                folder,
+                                timeout=self.options.download_timeout,
+                                connect_timeout=self.client.connection.connect_timeout,
+                            )
+                        )
+                return [self._store(job, outcome, envelope, raw) for raw in raws]
+            finally:
+                for raw in raws:
+                    raw.discard()
+
+    def _store(self, job: Job, outcome: Outcome, envelope: Envelope, raw: RawResult) -> Written:
+        """Verify one image, put the recipe inside, place it without clobbering, add its sidecar."""
+        spec = job.request.output
+        ext = raw.ext or ".png"
+        the_recipe = build_recipe(job, outcome, envelope, raw.index)
+        if raw.data is not None:
+            data = recipe.embed(raw.data, the_recipe) if spec.embed else raw.data
+            tmp = output.write_temp(spec.folder or Path(tempfile.gettempdir()), data)
+        else:
+            tmp = raw.take()
+        try:
+            fmt, width, height = _verified(tmp)
+            if spec.embed and raw.data is None:
+                recipe.embed_file(tmp, the_recipe)
+            stored = RawResult(raw.index, path=tmp)
+            sha, size = stored.sha256(), tmp.stat().st_size
+            if spec.folder is None:
+                with tmp.open("rb") as handle:
+                    shutil.copyfileobj(handle, sys.stdout.buffer)
+                sys.stdout.buffer.flush()
+                return Written(None, sha, width, height, fmt, size)
+            values = {**name_values(job), "seed": outcome.seed,
+                      "request_id": outcome.request_id, "n": raw.index}
+            target = output.target_for(spec.folder, output.render_name(spec.template, values), ext)
+            placed = output.place(tmp, target, spec.on_exists)
+        finally:
+            tmp.unlink(missing_ok=True)
+        if placed is not None and spec.sidecar:
+            file_info = {"name": placed.name, "sha256": sha, "width": width, "height": height,
+                         "format": fmt, "bytes": size}
+            output.write_text_atomic(
+                output.sidecar_path(placed), _dumps({**the_recipe, "file": file_info})
+            )
+        return Written(placed, sha, width, height, fmt, size)
+
+
+def _verified(path: Path) -> tuple[str, int, int]:
+    try:
+        return verify_image_file(path)
+    except ValueError as exc:
+        raise NetworkError(
+            f"the returned image does not decode ({exc})",
+            "retry later; the request was probably billed",
+            maybe_billed=True,
+        ) from None
+
+
+def _dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, indent=2) + "\n"
+
+
+def build_recipe(job: Job, outcome: Outcome, envelope: Envelope, index: int) -> dict[str, Any]:
+    """Everything needed to understand or repeat the image; never image data or secrets."""
+    data = envelope.data
+    body = {**job.body, "seed": outcome.seed} if outcome.seed is not None else job.body
+    out: dict[str, Any] = {
+        "schema": recipe.SCHEMA,
+        "volccli": __version__,
+        "command": job.request.command,
+        "req_key": job.request.req_key,
+        "action": job.request.action or job.request.kind.action,
+        "version": job.request.version or job.request.kind.version,
+        "body": describe_body(body),
+        "inputs": [img.describe() for img in job.request.inputs.all()],
+        "seed": outcome.seed,
+        "index": job.index,
+        "image_index": index,
+        "request_hash": job.identity,
+        "request_id": envelope.request_id,
+        "time_elapsed": envelope.body.get("time_elapsed"),
+        "started": outcome.started,
+        "finished": _now(),
+    }
+    if outcome.task_id:
+        out["task_id"] = outcome.task_id
+    for key in ("rephraser_result", "predict_tags_result", "vlm_result", "pe_result", "llm_result"):
+        if data.get(key):
+            out[key] = data[key]
+    return out
+
+
+def with_seed(job: Job, seed: int) -> Job:
+    return replace(job, body={**job.body, "seed": seed})
+
+
+InputsFor = Callable[[ImageInput], dict[str, Any]]

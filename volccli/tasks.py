@@ -1,0 +1,115 @@
+"""The sync-to-async flow: submit a task, then poll its result with backoff.
+
+Submit sends the same body as CVProcess minus return_url and logo_info, which the
+service takes at get-result time inside ``req_json`` (a serialized JSON string).
+Always check ``code`` before ``data.status``: the client raises on any non-10000 code.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .client import ApiClient, Envelope, Event, no_event
+from .errors import ApiRefusedError, NetworkError
+from .kinds import DEFAULT_VERSION, RESULT_ACTION, SUBMIT_ACTION
+from .payload import encode_body
+
+# Fields the service wants at get-result time, not at submit.
+RESULT_FIELDS = ("return_url", "logo_info", "aigc_meta")
+PENDING = ("in_queue", "generating")
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    interval: float = 3.0  # first wait between polls
+    factor: float = 1.5
+    max_interval: float = 15.0
+    timeout: float = 900.0  # give up waiting after this long
+
+
+def split_body(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(submit body, req_json object) for an async run of ``body``."""
+    submit = {k: v for k, v in body.items() if k not in RESULT_FIELDS}
+    req_json = {k: body[k] for k in RESULT_FIELDS if k in body}
+    return submit, req_json
+
+
+def submit(client: ApiClient, body: dict[str, Any], *, on_event: Event = no_event) -> str:
+    envelope = client.call(SUBMIT_ACTION, DEFAULT_VERSION, encode_body(body), on_event=on_event)
+    task_id = envelope.data.get("task_id")
+    if not task_id:
+        raise NetworkError(
+            "the submit answer has no task_id",
+            "retry later; contact support with the request id",
+            request_id=envelope.request_id,
+        )
+    return str(task_id)
+
+
+def get_result(
+    client: ApiClient,
+    req_key: str,
+    task_id: str,
+    req_json: dict[str, Any],
+    *,
+    on_event: Event = no_event,
+) -> Envelope:
+    body: dict[str, Any] = {"req_key": req_key, "task_id": task_id}
+    if req_json:
+        body["req_json"] = json.dumps(req_json, ensure_ascii=False, separators=(",", ":"))
+    return client.call(RESULT_ACTION, DEFAULT_VERSION, encode_body(body), on_event=on_event)
+
+
+def wait(
+    client: ApiClient,
+    req_key: str,
+    task_id: str,
+    req_json: dict[str, Any],
+    *,
+    policy: PollPolicy = PollPolicy(),
+    on_event: Event = no_event,
+    sleep: Callable[[float], None] = time.sleep,
+    once: bool = False,
+) -> Envelope:
+    """Poll until the task is done; ``once`` returns the first answer, pending or not."""
+    started = time.monotonic()
+    interval = policy.interval
+    while True:
+        envelope = get_result(client, req_key, task_id, req_json, on_event=on_event)
+        status = str(envelope.data.get("status") or "")
+        on_event("status", {"status": status, "task_id": task_id})
+        if status == "done":
+            return envelope
+        if status == "not_found":
+            raise ApiRefusedError(
+                f"task {task_id} was not found for {req_key}",
+                "check the req_key and task id; tasks are kept for 12-24 hours",
+                code="not_found",
+                request_id=envelope.request_id,
+            )
+        if status == "expired":
+            raise ApiRefusedError(
+                f"task {task_id} has expired",
+                "submit the job again",
+                code="expired",
+                request_id=envelope.request_id,
+            )
+        if once:
+            return envelope
+        if status not in PENDING:
+            raise NetworkError(
+                f"task {task_id} has an unknown status {status!r}",
+                "retry `volccli task wait` later",
+                request_id=envelope.request_id,
+            )
+        if time.monotonic() - started + interval > policy.timeout:
+            raise NetworkError(
+                f"task {task_id} is still {status} after {policy.timeout:g}s",
+                f"wait longer with `volccli task wait {req_key} {task_id}`",
+            )
+        sleep(interval)
+        interval = min(policy.max_interval, interval * policy.factor)
