@@ -1,0 +1,95 @@
+"""`volccli sandbox serve` as a real subprocess, and its options against SandboxConfig."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+import typer
+
+from volccli.cli.sandbox_cmd import app
+from volccli.sandbox import SandboxConfig
+from volccli.sandbox.config import ENV_PREFIX, KNOBS, parse_latency
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVE = [sys.executable, "-c", "from volccli.cli.sandbox_cmd import app; app()", "serve"]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, **extra}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def test_serve_binds_prints_its_url_and_stops_cleanly() -> None:
+    process = subprocess.Popen([*SERVE, "--port", "0"], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               env=_env(VOLCCLI_SANDBOX_QPS="3",
+                                        VOLCCLI_SANDBOX_API_KEY="env-key"))
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        announced = [process.stdout.readline() for _ in range(11)]
+        stats = requests.get(f"{url}/__sandbox/stats", timeout=5).json()
+        assert stats["config"]["qps"] == 3.0  # from the environment
+        response = requests.post(f"{url}/volcv/v1?Action=CVProcess&Version=2022-08-31",
+                                 json={"req_key": "high_aes_general_v14", "prompt": "cli"},
+                                 headers={"Authorization": "Bearer env-key"}, timeout=10)
+        assert response.json()["code"] == 10000
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+    assert process.returncode in (0, 130)
+    assert "Traceback" not in err
+    assert out == ""  # nothing after the announcement
+    assert any(f"VOLCCLI_BASE_URL={url} VOLCCLI_API_KEY=env-key" in line for line in announced)
+    assert "sandbox stopped" in err
+
+
+def test_serve_refuses_a_remote_host_without_allow_remote() -> None:
+    done = subprocess.run([*SERVE, "--host", "0.0.0.0", "--port", "0"], cwd=ROOT,
+                          capture_output=True, text=True, env=_env(), timeout=30)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not a loopback address" in lines[0] and "--allow-remote" in lines[0]
+
+
+def test_help_imports_neither_pillow_nor_the_sandbox() -> None:
+    code = (
+        "import sys\n"
+        "from volccli.cli.sandbox_cmd import app\n"
+        "try:\n    app(['serve', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print('LOADED', 'PIL' in sys.modules, 'volccli.sandbox' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, env=_env(COLUMNS="200"), timeout=30)
+    assert "--error-rate" in done.stdout
+    assert "LOADED False False" in done.stdout
+
+
+def test_options_match_the_config_defaults_and_env_names() -> None:
+    command = typer.main.get_command(app).commands["serve"]  # type: ignore[attr-defined]
+    params = {param.name: param for param in command.params}
+    defaults = SandboxConfig()
+    for knob in KNOBS:
+        name = "extra_req_key" if knob == "extra_req_keys" else knob
+        assert name in params, f"no option for the {knob} knob"
+        param = params[name]
+        assert param.envvar == ENV_PREFIX + knob.upper()
+        assert param.help, knob
+        default = getattr(defaults, knob)
+        if knob == "latency":
+            assert parse_latency(param.default) == parse_latency(default)
+        elif knob == "extra_req_keys":
+            assert tuple(param.default or ()) == default
+        else:
+            assert param.default == default, knob
+    fields = {field.name for field in dataclasses.fields(SandboxConfig)}
+    assert fields == set(KNOBS) | {"host", "port", "allow_remote"}
