@@ -315,11 +315,13 @@ def _announce(url: str, config: Any) -> None:
         f"                  access key {config.access_key}  secret key {config.secret_key}",
         f"                  session token (optional) {config.session_token}",
         f"  stats:          GET  {url}/__sandbox/stats",
-        "Try:",
-        f'  volccli --base-url {url} --api-key {config.api_key} txt2img "a red bicycle"',
+        "Try (gateway style):",
         f"  export VOLCCLI_BASE_URL={url} VOLCCLI_API_KEY={config.api_key}",
-        f"  export VOLCCLI_ENDPOINT={url} VOLC_ACCESSKEY={config.access_key} "
-        f"VOLC_SECRETKEY={config.secret_key}",
+        '  volccli txt2img "a red bicycle"',
+        "or (official style, signed):",
+        f"  export VOLCCLI_ENDPOINT={url} VOLCCLI_ACCESS_KEY={config.access_key} "
+        f"VOLCCLI_SECRET_KEY={config.secret_key}",
+        '  volccli --auth official txt2img "a red bicycle"',
     ]
     typer.echo("\n".join(lines))
     sys.stdout.flush()
@@ -337,5 +339,5 @@ def _stop_on_sigterm() -> None:
 
 
 def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"volccli: error: {message}", err=True)
     raise typer.Exit(2)
