@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -21,7 +21,7 @@ from typing import Any, Literal
 from . import __version__, output, recipe
 from .client import ApiClient, Envelope, Event, no_event
 from .errors import AuditError, InputError, NetworkError, OutputError, VolccliError
-from .images import ImageInput, verify_image_file
+from .images import verify_image_file
 from .kinds import SEED_MAX, Kind
 from .payload import (
     Inputs,
@@ -255,20 +255,21 @@ class Runner:
         started = time.monotonic()
         envelope = self._generate(job, outcome, on_event, on_task)
         outcome.elapsed = time.monotonic() - started
+        if envelope is None:  # filtered by the audit, and --on-filtered skip
+            return
         outcome.request_id = envelope.request_id
         outcome.attempts = envelope.attempts
         outcome.retries = envelope.retries
         reported = envelope.data.get("seed")
         if outcome.seed in (None, -1) and isinstance(reported, int):
             outcome.seed = reported
-        if outcome.status == "filtered":
-            return
         outcome.images = self._write(job, outcome, envelope)
         outcome.status = "ok" if outcome.images else "skipped"
 
     def _generate(
         self, job: Job, outcome: Outcome, on_event: Event, on_task: Callable[[str], None] | None
-    ) -> Envelope:
+    ) -> Envelope | None:
+        """Send, applying --on-filtered; None when a filtered result is skipped."""
         body = job.body
         policy = self.options.on_filtered
         while True:
@@ -280,9 +281,8 @@ class Runner:
                 if policy.action == "skip":
                     outcome.status = "filtered"
                     outcome.error = error
-                    return Envelope(
-                        {"request_id": error.request_id}, error.http_status or 400, 0, 1
-                    )
+                    outcome.request_id = error.request_id
+                    return None
                 if outcome.reseeds >= policy.attempts:
                     raise
                 outcome.reseeds += 1
@@ -448,10 +448,3 @@ def build_recipe(job: Job, outcome: Outcome, envelope: Envelope, index: int) -> 
         if data.get(key):
             out[key] = data[key]
     return out
-
-
-def with_seed(job: Job, seed: int) -> Job:
-    return replace(job, body={**job.body, "seed": seed})
-
-
-InputsFor = Callable[[ImageInput], dict[str, Any]]

@@ -111,7 +111,7 @@ class Session:
         values["access_key"] = Value(server.config.access_key, source)
         values["secret_key"] = Value(server.config.secret_key, source)
         values.pop("session_token", None)
-        if not self.flags.get("auth"):
+        if not self.resolved.source("auth").startswith(("flag", "env")):
             values["auth"] = Value("gateway", "sandbox default (--auth official signs requests)")
         self.resolved.sandbox = True
         self.ui.detail(f"sandbox listening on {server.base_url}")
