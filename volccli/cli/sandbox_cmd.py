@@ -212,6 +212,16 @@ def serve(
             rich_help_panel=_RESULTS,
         ),
     ] = None,
+    lenient_ranges: Annotated[
+        bool,
+        typer.Option(
+            "--lenient-ranges",
+            help="Do not enforce ranges the request-kind table marks unconfirmed "
+            "(e.g. txt2img sizes above 768).",
+            envvar=_env("lenient_ranges"),
+            rich_help_panel=_LIMITS,
+        ),
+    ] = False,
     log_requests: Annotated[
         bool,
         typer.Option(
@@ -280,6 +290,7 @@ def serve(
         "result_padding": result_padding,
         "recent_limit": recent_limit,
         "extra_req_keys": tuple(extra_req_key or ()),
+        "lenient_ranges": lenient_ranges,
         "log_requests": log_requests,
         "api_key": api_key,
         "access_key": access_key,

@@ -290,7 +290,8 @@ class Engine:
 
     def _validate(self, body: dict[str, Any]) -> Job:
         return validate(body.get("req_key"), body, fetch=self._fetch,
-                        extra_req_keys=self.config.extra_req_keys)
+                        extra_req_keys=self.config.extra_req_keys,
+                        lenient_ranges=self.config.lenient_ranges)
 
     # --- async ------------------------------------------------------------------------
 

@@ -55,6 +55,7 @@ class SandboxConfig:
     max_body: int = 0  # request bodies above this many bytes get 413; 0 = no limit
     recent_limit: int = 50  # requests kept in stats["recent"]
     extra_req_keys: tuple[str, ...] = ()  # more req_keys accepted with generic checks
+    lenient_ranges: bool = False  # skip the ranges kinds.py marks confirmed=False
     log_requests: bool = False  # one line per request on stderr
 
     def __post_init__(self) -> None:
@@ -194,6 +195,7 @@ KNOBS: Final[dict[str, Callable[[object], object]]] = {
     "max_body": _number(int, 0),
     "recent_limit": _number(int, 0, 100_000),
     "extra_req_keys": _keys,
+    "lenient_ranges": _to_bool,
     "log_requests": _to_bool,
 }
 

@@ -89,8 +89,12 @@ class Job:
 
 
 def validate(req_key: object, body: dict[str, Any], *, fetch: Fetcher,
-             extra_req_keys: Sequence[str] = ()) -> Job:
-    """Check ``body`` for ``req_key``; raise RequestError, or return the Job."""
+             extra_req_keys: Sequence[str] = (), lenient_ranges: bool = False) -> Job:
+    """Check ``body`` for ``req_key``; raise RequestError, or return the Job.
+
+    With ``lenient_ranges``, ranges the table marks ``confirmed=False`` are not enforced,
+    for trying values the real service may accept beyond what a wrapper documents.
+    """
     if not isinstance(req_key, str) or not req_key:
         raise invalid("req_key", "is required")
     kind = kinds.BY_REQ_KEY.get(req_key)
@@ -98,9 +102,12 @@ def validate(req_key: object, body: dict[str, Any], *, fetch: Fetcher,
         if req_key in GENERIC_REQ_KEYS or req_key in extra_req_keys:
             return _generic(req_key, body, fetch)
         raise RequestError(ACCESS_DENIED, message(ACCESS_DENIED))
-    _check_fields(kind, body)
+    _check_fields(kind, body, lenient_ranges)
     arrays = _ImageArrays(body, fetch)
-    size = SIZERS[req_key](body, arrays)
+    if kind is kinds.CONTROLNET:
+        size = _controlnet(body, arrays, lenient_ranges=lenient_ranges)
+    else:
+        size = SIZERS[req_key](body, arrays)
     size = _cap(size, MAX_OUTPUT_SIDE, MAX_OUTPUT_SIDE)
     return _job(req_key, body, size)
 
@@ -151,14 +158,14 @@ def logo_of(value: object) -> Logo | None:
 
 # --- field checks from the kinds table ------------------------------------------------
 
-def _check_fields(kind: kinds.Kind, body: dict[str, Any]) -> None:
+def _check_fields(kind: kinds.Kind, body: dict[str, Any], lenient_ranges: bool) -> None:
     for spec in kind.wire_fields:
         present, value = _lookup(body, spec.name)
         if not present or value is None:
             if spec.required:
                 raise invalid(spec.name, "is required")
             continue
-        _check_value(spec, value)
+        _check_value(spec, value, lenient_ranges)
         if spec.required and isinstance(value, str) and not value.strip():
             raise invalid(spec.name, "is required and must not be empty")
 
@@ -176,7 +183,11 @@ def _lookup(body: dict[str, Any], dotted: str) -> tuple[bool, object]:
     return True, node
 
 
-def _check_value(spec: kinds.Field, value: object) -> None:
+def _enforced(bounds: kinds.Range | None, lenient_ranges: bool) -> bool:
+    return bounds is not None and (bounds.confirmed or not lenient_ranges)
+
+
+def _check_value(spec: kinds.Field, value: object, lenient_ranges: bool) -> None:
     if not _has_type(value, spec.type):
         raise invalid(spec.name, f"must be {_TYPE_NAMES[spec.type]}, not {_json_type(value)}")
     if spec.choices is not None:
@@ -184,7 +195,12 @@ def _check_value(spec: kinds.Field, value: object) -> None:
         if value not in allowed:
             shown = ", ".join(str(item) for item in allowed)
             raise invalid(spec.name, f"must be one of {shown}, not {value!r}")
-    if spec.range is not None and _is_number(value) and not spec.range.contains(value):  # type: ignore[arg-type]
+    if (
+        spec.range is not None
+        and _enforced(spec.range, lenient_ranges)
+        and _is_number(value)
+        and not spec.range.contains(value)  # type: ignore[arg-type]
+    ):
         raise invalid(spec.name, f"{value!r} is out of range {spec.range.describe()}")
 
 
@@ -402,7 +418,9 @@ def _product_style(body: dict[str, Any], arrays: _ImageArrays) -> tuple[int, int
     return max(1, round(product.width * factor)), max(1, round(product.height * factor))
 
 
-def _controlnet(body: dict[str, Any], arrays: _ImageArrays) -> tuple[int, int]:
+def _controlnet(
+    body: dict[str, Any], arrays: _ImageArrays, *, lenient_ranges: bool = False
+) -> tuple[int, int]:
     images = arrays.images
     if not images:
         raise invalid("binary_data_base64", "at least one control image is required")
@@ -412,11 +430,11 @@ def _controlnet(body: dict[str, Any], arrays: _ImageArrays) -> tuple[int, int]:
     if not isinstance(args, list) or not args:
         raise invalid("controlnet_args", "must be a non-empty array")
     for index, arg in enumerate(args):
-        _check_control(f"controlnet_args[{index}]", arg, len(images))
+        _check_control(f"controlnet_args[{index}]", arg, len(images), lenient_ranges)
     return images[args[0]["binary_data_index"]].size
 
 
-def _check_control(where: str, arg: object, count: int) -> None:
+def _check_control(where: str, arg: object, count: int, lenient_ranges: bool) -> None:
     if not isinstance(arg, dict):
         raise invalid(where, "must be an object")
     kind = arg.get("type")
@@ -428,8 +446,11 @@ def _check_control(where: str, arg: object, count: int) -> None:
         raise invalid(f"{where}.binary_data_index",
                       f"must be an index of the image list [0, {count - 1}], not {index!r}")
     strength = arg.get("strength")
-    if strength is not None and (not _is_number(strength)
-                                 or not kinds.CONTROL_STRENGTH.contains(strength)):
+    strength_range = kinds.CONTROL_STRENGTH
+    if strength is not None and (
+        not _is_number(strength)
+        or (_enforced(strength_range, lenient_ranges) and not strength_range.contains(strength))
+    ):
         raise invalid(f"{where}.strength",
                       f"{strength!r} is out of range {kinds.CONTROL_STRENGTH.describe()}")
 
