@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import hashlib
 import io
 import os
@@ -210,11 +211,13 @@ def _open(source: Path | io.BytesIO, label: str, flag: str, head: bytes) -> PILI
 
 
 def _is_text(head: bytes) -> bool:
+    # Control bytes decode as UTF-8 too, so a binary header is not text; a multi-byte
+    # character cut at the end of the header still is.
     try:
-        head.decode("utf-8")
+        decoded = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
     except UnicodeDecodeError:
         return False
-    return True
+    return all(ch.isprintable() or ch in "\t\r\n" for ch in decoded)
 
 
 def _check_intact(source: Path | bytes, image: PILImage, label: str, flag: str) -> None:
@@ -265,7 +268,7 @@ def _check_bytes(data: bytes, label: str, flag: str, limits: ImageLimits) -> Ima
         _check_aspect(width, height, label, flag, limits)
         _check_limits(fmt, width, height, len(data), label, flag, limits)
         if fmt not in ACCEPTED_FORMATS or _over_limits(width, height, len(data), limits):
-            data, fmt, width, height, note = _reencode(image, data, fmt, limits)
+            data, fmt, width, height, note = _reencode(image, data, fmt, limits, label, flag)
             notes.append(f"{label}: {note}")
     return ImageInput(
         label=label,
@@ -308,7 +311,7 @@ def _check_limits(
 
 
 def _reencode(
-    image: PILImage, original: bytes, fmt: str, limits: ImageLimits
+    image: PILImage, original: bytes, fmt: str, limits: ImageLimits, label: str, flag: str
 ) -> tuple[bytes, str, int, int, str]:
     """Convert to PNG (or JPEG when that is what fits) and downsize within the limits."""
     from PIL import Image
@@ -331,7 +334,8 @@ def _reencode(
                 return data, out_fmt, size[0], size[1], f"{verb} {before} -> {after}"
         if not limits.fit:
             raise InputError(
-                f"{before} is still above {_size_text(limits.max_bytes)} once converted",
+                f"{flag} {label} ({before}) is still above the "
+                f"{_size_text(limits.max_bytes)} limit once converted",
                 "use --fit to shrink it, or raise --max-image-bytes",
             )
         scale *= 0.85
