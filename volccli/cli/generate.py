@@ -166,7 +166,11 @@ def execute(request: Request, options: dict[str, Any], session: Session, ui: UI)
 
 def recorder(session: Session, options: dict[str, Any]) -> Callable[[Outcome], None] | None:
     """The history hook; None when --no-log."""
-    return None
+    if options.get("no_log"):
+        return None
+    from ..history import History, db_path
+
+    return History(db_path(), session.ui.warn).record
 
 
 def report(outcome: Outcome, options: dict[str, Any], ui: UI) -> list[Path]:

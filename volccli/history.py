@@ -1,0 +1,199 @@
+"""The history: one SQLite row per request, from single commands and batch jobs alike.
+
+``history.db`` lives in the user data folder (``VOLCCLI_DATA_DIR`` overrides it). WAL
+mode and a busy timeout let several volccli processes write at once without losing
+rows; each row is written in its own short transaction from a connection opened for
+it, so batch worker threads never share a connection. Parameters are the described
+body (images as hash and source, never their data) and nothing secret is stored.
+History is a convenience: if it cannot be written, a warning is shown once and the
+generation carries on.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager, suppress
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from .runner import Outcome
+
+DB_NAME: Final = "history.db"
+BUSY_TIMEOUT_MS: Final = 30_000
+_OPEN_ATTEMPTS = 20
+COLUMNS: Final = (
+    "time",
+    "command",
+    "req_key",
+    "request_hash",
+    "prompt",
+    "params",
+    "request_id",
+    "outcome",
+    "error_code",
+    "error_message",
+    "exit_code",
+    "retries",
+    "retry_reasons",
+    "elapsed",
+    "outputs",
+    "task_id",
+    "seed",
+    "batch",
+    "row",
+)
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    {", ".join(COLUMNS)}
+);
+CREATE INDEX IF NOT EXISTS requests_time ON requests (time);
+"""
+_JSON_COLUMNS = ("params", "retry_reasons", "outputs")
+
+
+def db_path() -> Path:
+    from .config import data_dir
+
+    return data_dir() / DB_NAME
+
+
+@contextmanager
+def connect(path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection in WAL mode that waits for other writers instead of failing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)) as conn:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        _retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+        _retry_locked(lambda: conn.executescript(_SCHEMA))
+        yield conn
+
+
+def _retry_locked(step: Callable[[], object]) -> None:
+    # Switching to WAL and creating the table take locks that the busy handler does not
+    # always wait for when several processes start at the same moment.
+    for attempt in range(_OPEN_ATTEMPTS):
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if attempt == _OPEN_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
+def row_for(outcome: Outcome, *, batch: str = "", row: int | None = None) -> dict[str, Any]:
+    """The history row of one finished job."""
+    from .payload import describe_body
+    from .runner import prompt_of
+
+    job = outcome.job
+    body = dict(job.body)
+    if outcome.seed is not None and "seed" in body:
+        body["seed"] = outcome.seed
+    error = outcome.error
+    failed = outcome.status == "failed"
+    return {
+        "time": outcome.finished or datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "command": job.request.command,
+        "req_key": job.request.req_key,
+        "request_hash": job.identity,
+        "prompt": prompt_of(job.body),
+        "params": describe_body(body),
+        "request_id": outcome.request_id,
+        "outcome": outcome.status,
+        "error_code": None if error is None or error.code is None else str(error.code),
+        "error_message": error.message if error is not None else None,
+        "exit_code": int(error.exit_code) if failed and error is not None else 0,
+        "retries": len(outcome.retries) + outcome.reseeds,
+        "retry_reasons": list(outcome.retries),
+        "elapsed": round(outcome.elapsed, 3),
+        "outputs": [
+            {"path": str(image.path), "sha256": image.sha256}
+            for image in outcome.images
+            if image.path is not None
+        ],
+        "task_id": outcome.task_id or None,
+        "seed": outcome.seed,
+        "batch": batch or None,
+        "row": row if row is not None else job.request.row,
+    }
+
+
+def write(path: Path, record: dict[str, Any]) -> None:
+    values = [
+        json.dumps(record.get(name), ensure_ascii=False)
+        if name in _JSON_COLUMNS
+        else record.get(name)
+        for name in COLUMNS
+    ]
+    marks = ", ".join("?" for _ in COLUMNS)
+    with connect(path) as conn, conn:
+        conn.execute(f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({marks})", values)
+
+
+def _decode(row: sqlite3.Row) -> dict[str, Any]:
+    out = dict(row)
+    for name in _JSON_COLUMNS:
+        if isinstance(out.get(name), str):
+            with suppress(ValueError):
+                out[name] = json.loads(out[name])
+    return out
+
+
+def query(path: Path, *, limit: int = 20, search: str = "") -> list[dict[str, Any]]:
+    """Newest first; ``search`` matches prompt, parameters, paths and request id."""
+    if not path.exists():
+        return []
+    sql = "SELECT * FROM requests"
+    args: list[Any] = []
+    if search:
+        pattern = f"%{search}%"
+        sql += (
+            " WHERE prompt LIKE ? OR params LIKE ? OR outputs LIKE ? OR request_id LIKE ?"
+            " OR command LIKE ? OR req_key LIKE ? OR task_id LIKE ?"
+        )
+        args += [pattern] * 7
+    sql += " ORDER BY time DESC, id DESC"
+    if limit > 0:
+        sql += " LIMIT ?"
+        args.append(limit)
+    with connect(path) as conn:
+        conn.row_factory = sqlite3.Row
+        return [_decode(row) for row in conn.execute(sql, args)]
+
+
+@dataclass
+class History:
+    """Writes rows; on the first failure it warns once and stops trying."""
+
+    path: Path
+    warn: Callable[[str], None]
+    broken: bool = False
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def record(self, outcome: Outcome, *, batch: str = "", row: int | None = None) -> None:
+        if self.broken:
+            return
+        try:
+            write(self.path, row_for(outcome, batch=batch, row=row))
+        except (sqlite3.Error, OSError) as exc:
+            with self._lock:
+                if self.broken:
+                    return
+                self.broken = True
+            self.warn(
+                f"cannot write the history at {self.path} ({exc}); carrying on without it "
+                "(--no-log skips it)"
+            )

@@ -1,0 +1,241 @@
+"""The batch journal: what was started, submitted and finished, so a rerun can resume.
+
+One JSON object per line, appended and fsync'd before the step it describes goes on
+(``start`` before a request is sent, ``task`` as soon as an async task id is known,
+``done`` after the files are written), so after a crash or kill -9 the journal never
+claims more than happened. Later records of a job override earlier ones. A torn last
+line (a kill in the middle of a write) is ignored. The file is locked while a batch
+runs, so two batches cannot interleave their records in one journal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Final
+
+from . import __version__
+from .errors import InputError, OutputError
+
+JOURNAL_NAME: Final = ".volccli-journal.jsonl"
+SCHEMA: Final = "volccli.journal/1"
+_CHUNK = 1024 * 1024
+
+
+def batch_hash(batch: str) -> str:
+    """Which batch file a journal belongs to: the hash of its resolved path."""
+    where = "<stdin>" if batch == "-" else str(Path(batch).expanduser().resolve())
+    return hashlib.sha256(where.encode()).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class JobState:
+    """What the journal knows of one job (latest record wins)."""
+
+    started: bool = False
+    seed: int | None = None
+    task_id: str = ""
+    outputs: list[dict[str, str]] | None = None  # set by "done": [{"path", "sha256"}]
+    error: dict[str, Any] | None = None
+
+
+@dataclass
+class Journal:
+    path: Path
+    batch: str
+    states: dict[str, JobState] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _fd: int = -1
+
+    @classmethod
+    def open(cls, path: Path, batch: str) -> Journal:
+        """Open (or create) the journal of ``batch``; refuse one that belongs to another."""
+        journal = cls(path, batch)
+        wanted = batch_hash(batch)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot open the journal {path} ({exc.strerror})",
+                "choose another -o or --journal",
+            ) from None
+        journal._fd = fd
+        try:
+            _lock_file(fd, path)
+            records = journal._read()
+            header = records[0] if records else None
+            if header is None:
+                journal._append(
+                    {
+                        "type": "header",
+                        "schema": SCHEMA,
+                        "batch": batch,
+                        "batch_hash": wanted,
+                        "volccli": __version__,
+                    }
+                )
+            elif header.get("type") != "header" or header.get("batch_hash") != wanted:
+                raise InputError(
+                    f"the journal {path} belongs to another batch file "
+                    f"({header.get('batch', 'unknown')}), not {batch}",
+                    "use another -o or --journal for this batch, or delete that journal to "
+                    "start over",
+                )
+            for record in records[1:]:
+                journal._apply(record)
+        except BaseException:
+            journal.close()
+            raise
+        return journal
+
+    def _read(self) -> list[dict[str, Any]]:
+        with open(self._fd, "rb", closefd=False) as handle:
+            handle.seek(0)
+            raw = handle.read()
+        if raw and not raw.endswith(b"\n"):
+            # A record torn by a kill: end it so the next record starts on its own line.
+            os.write(self._fd, b"\n")
+        records = []
+        for line in raw.splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
+
+    def _apply(self, record: dict[str, Any]) -> None:
+        key = record.get("key")
+        if not isinstance(key, str):
+            return
+        state = self.states.setdefault(key, JobState())
+        kind = record.get("type")
+        if kind == "start":
+            state.started = True
+            seed = record.get("seed")
+            state.seed = seed if isinstance(seed, int) else None
+            state.outputs = None
+        elif kind == "task":
+            state.task_id = str(record.get("task_id") or "")
+        elif kind == "done":
+            outputs = record.get("outputs")
+            state.outputs = outputs if isinstance(outputs, list) else []
+            state.task_id = ""
+        elif kind == "failed":
+            state.error = record.get("error") if isinstance(record.get("error"), dict) else {}
+            if record.get("forget_task"):
+                state.task_id = ""
+
+    def _append(self, record: dict[str, Any]) -> None:
+        record = {**record, "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
+        line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
+        with self._lock:
+            try:
+                os.write(self._fd, line)
+                os.fsync(self._fd)
+            except OSError as exc:
+                raise OutputError(
+                    f"cannot write the journal {self.path} ({exc.strerror})",
+                    "free some space; the batch can be resumed once the journal is writable",
+                ) from None
+            self._apply(record)
+
+    # --- the steps of a job ----------------------------------------------------------
+
+    def state(self, key: str) -> JobState:
+        with self._lock:
+            return self.states.get(key) or JobState()
+
+    def start(
+        self,
+        key: str,
+        *,
+        identity: str,
+        row: int | None,
+        index: int,
+        seed: int | None,
+    ) -> None:
+        self._append(
+            {
+                "type": "start",
+                "key": key,
+                "identity": identity,
+                "row": row,
+                "index": index,
+                "seed": seed,
+            }
+        )
+
+    def task(self, key: str, task_id: str) -> None:
+        self._append({"type": "task", "key": key, "task_id": task_id})
+
+    def done(self, key: str, outputs: list[tuple[Path, str]]) -> None:
+        self._append(
+            {
+                "type": "done",
+                "key": key,
+                "outputs": [{"path": str(path), "sha256": sha} for path, sha in outputs],
+            }
+        )
+
+    def failed(self, key: str, error: dict[str, Any], *, forget_task: bool = False) -> None:
+        self._append({"type": "failed", "key": key, "error": error, "forget_task": forget_task})
+
+    def finished(self, key: str) -> list[Path] | None:
+        """The outputs of a job done earlier, if every one is still there unchanged."""
+        outputs = self.state(key).outputs
+        if outputs is None:
+            return None
+        paths = []
+        for item in outputs:
+            path = Path(item.get("path", ""))
+            try:
+                if not path.is_file() or file_sha256(path) != item.get("sha256"):
+                    return None
+            except OSError:
+                return None
+            paths.append(path)
+        return paths
+
+    def claimed(self) -> set[str]:
+        """Every output path some finished job owns."""
+        with self._lock:
+            return {
+                str(item.get("path"))
+                for state in self.states.values()
+                for item in state.outputs or []
+            }
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # closing also drops the lock
+            self._fd = -1
+
+
+def _lock_file(fd: int, path: Path) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; one batch per journal is on the user
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise InputError(
+            f"another volccli batch is using the journal {path}",
+            "wait for it to finish, or use another -o or --journal",
+        ) from None
