@@ -356,6 +356,30 @@ def describe_body(body: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
+DESCRIBED_IMAGE: frozenset[str] = frozenset({"sha256", "source", "bytes"})
+
+
+def rehydrate(
+    described: Mapping[str, Any], load: Callable[[Mapping[str, Any]], ImageInput]
+) -> dict[str, Any]:
+    """The inverse of ``describe_body``: each described image becomes an ImageRef again.
+
+    ``load`` gets the description (``sha256``, ``source``, ``bytes``) and returns the
+    checked input; it decides what a missing or changed file means.
+    """
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            if set(value) == DESCRIBED_IMAGE:
+                return ImageRef(load(value))
+            return {key: walk(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [walk(item) for item in value]
+        return value
+
+    return walk(dict(described))
+
+
 def preview_body(body: Mapping[str, Any]) -> str:
     """The body as sent, with base64 shortened, for --dry-run and -v."""
     shown = _replace_refs(

@@ -15,14 +15,24 @@ import typer
 
 from .. import __version__
 from ..errors import ExitCode
-from . import config_cmd, generate, sandbox_cmd
+from . import (
+    batch_cmd,
+    config_cmd,
+    generate,
+    history_cmd,
+    recipe_cmd,
+    sandbox_cmd,
+    task_cmd,
+)
 from .common import Globals
 from .lazy import lazy_group
 from .options import GLOBAL_OPTS
 
 app = typer.Typer(
     name="volccli",
-    cls=lazy_group(generate.lazy_commands()),
+    cls=lazy_group(
+        [*generate.lazy_commands(), batch_cmd.lazy_command(), recipe_cmd.lazy_command()]
+    ),
     help="Volcengine visual (CV) image API from the command line: generate, edit, outpaint, "
     "style products and guide with ControlNet; batch, resume, and test offline with --sandbox.",
     epilog="Display and connection options (-v, -q, --no-color, --sandbox, --profile, --auth, "
@@ -80,6 +90,9 @@ def _with_global_options(callback: Any) -> Any:
 _with_global_options(root)
 app.add_typer(config_cmd.app, name="config", rich_help_panel="Setup")
 app.add_typer(sandbox_cmd.app, name="sandbox", rich_help_panel="Setup")
+app.command("inspect", rich_help_panel="Pipelines")(recipe_cmd.inspect_command)
+app.add_typer(task_cmd.app, name="task", rich_help_panel="Pipelines")
+app.add_typer(history_cmd.app, name="history", rich_help_panel="Pipelines")
 
 
 def _usage_error_type() -> type[BaseException]:

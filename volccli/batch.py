@@ -1,0 +1,161 @@
+"""The batch engine: a pool of workers running planned jobs, journalled step by step.
+
+Each worker takes the next job, journals ``start`` (with the seed it will send), runs
+it through the same ``Runner`` as a single command (journalling an async task id the
+moment it is known), then journals ``done`` with the SHA-256 of every file written, or
+``failed``. ``--fail-fast`` (and a credentials failure, which every other job would
+repeat) stops new jobs from starting; jobs already in flight finish.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from functools import partial
+
+from .batchreport import Reporter, Result
+from .errors import ConfigError, VolccliError
+from .jobs import BatchJob
+from .journal import Journal
+from .runner import Outcome, Runner
+
+# Task states after which a journalled task id is useless: the next run resubmits.
+LOST_TASK_CODES = ("not_found", "expired")
+
+
+class UnexpectedError(VolccliError):
+    """A bug inside one job: reported for that job instead of killing its worker."""
+
+    kind = "unexpected"
+
+
+@dataclass
+class Engine:
+    runner: Runner  # as asked: sync, or async with --async
+    fetcher: Runner  # async: fetches tasks that an earlier run submitted
+    journal: Journal
+    reporter: Reporter
+    workers: int
+    fail_fast: bool = False
+
+    def __post_init__(self) -> None:
+        self.stop = threading.Event()
+        self.fatal: VolccliError | None = None
+        self._lock = threading.Lock()
+        self._queue: list[BatchJob] = []
+
+    def run(self, jobs: list[BatchJob]) -> None:
+        """Run the jobs that are not done yet; returns when all started ones finished."""
+        for item in jobs:
+            if item.done:
+                self.reporter.finished(
+                    Result(
+                        item.line,
+                        "skipped",
+                        item.job.request.command,
+                        item.name,
+                        item.job.index,
+                        list(item.done),
+                        seed=item.job.seed,
+                        note="done in an earlier run",
+                    ),
+                    key=item.key,
+                    ran=False,
+                )
+            else:
+                self._queue.append(item)
+        self._queue.reverse()  # pop() from the end keeps the file's order
+        threads = [
+            threading.Thread(target=self._work, name=f"volccli-batch-{n}", daemon=True)
+            for n in range(min(self.workers, len(self._queue)))
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.2)  # short joins keep Ctrl-C responsive
+        except KeyboardInterrupt:
+            self.stop.set()
+            raise
+
+    def _next(self) -> BatchJob | None:
+        with self._lock:
+            if self.stop.is_set() or not self._queue:
+                return None
+            return self._queue.pop()
+
+    def _work(self) -> None:
+        while (item := self._next()) is not None:
+            try:
+                result = self._one(item)
+            except VolccliError as error:  # the journal could not be written
+                result = self._failed(item, error)
+            except Exception as exc:  # one job's bug must not stop the others
+                error = UnexpectedError(
+                    f"unexpected error: {type(exc).__name__}: {exc}",
+                    "run again with -v and report it",
+                )
+                result = self._failed(item, error)
+            if result.status == "failed":
+                if isinstance(result.error, ConfigError):
+                    with self._lock:
+                        self.fatal = self.fatal or result.error
+                    self.stop.set()
+                elif self.fail_fast:
+                    self.stop.set()
+            self.reporter.finished(result, key=item.key)
+
+    def _failed(self, item: BatchJob, error: VolccliError) -> Result:
+        return Result(
+            item.line,
+            "failed",
+            item.job.request.command,
+            item.name,
+            item.job.index,
+            seed=item.job.seed,
+            error=error,
+        )
+
+    def _one(self, item: BatchJob) -> Result:
+        job = item.job
+        self.journal.start(
+            item.key, identity=job.identity, row=item.line, index=job.index, seed=job.seed
+        )
+        runner = self.fetcher if item.task_id else self.runner
+        outcome = runner.run(
+            job,
+            on_event=partial(self.reporter.event, item.key),
+            task_id=item.task_id,
+            on_task=partial(self.journal.task, item.key),
+        )
+        self._journal(item, outcome)
+        return Result(
+            item.line,
+            outcome.status,
+            job.request.command,
+            item.name,
+            job.index,
+            [image.path for image in outcome.images if image.path is not None],
+            outcome.request_id,
+            outcome.seed,
+            outcome.task_id,
+            outcome.elapsed,
+            len(outcome.retries) + outcome.reseeds,
+            outcome.error,
+            note="fetched the task an earlier run submitted" if item.task_id else "",
+        )
+
+    def _journal(self, item: BatchJob, outcome: Outcome) -> None:
+        if outcome.status == "ok":
+            self.journal.done(
+                item.key,
+                [(image.path, image.sha256) for image in outcome.images if image.path is not None],
+            )
+        elif outcome.status in ("failed", "filtered") and outcome.error is not None:
+            error = outcome.error
+            self.journal.failed(
+                item.key,
+                error.to_json(),
+                forget_task=error.code in LOST_TASK_CODES,
+            )

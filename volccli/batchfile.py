@@ -1,0 +1,146 @@
+"""Reading a batch file: JSON Lines or CSV rows, each with the line it starts on.
+
+Nothing here knows what a row means (that is jobs.py); this only turns text into
+``Row``s and says, per line, what could not be read. Problems are collected rather than
+raised, so every bad line of a file is reported in one go.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from .errors import InputError
+
+Format = Literal["jsonl", "csv"]
+FORMATS: Final = ("jsonl", "csv")
+_EXTENSIONS: Final[dict[str, Format]] = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+}
+
+
+@dataclass
+class Row:
+    line: int  # 1-based line the row starts on
+    values: dict[str, Any]
+    text: bool  # CSV: every value is a string still to be typed
+
+
+@dataclass
+class Problem:
+    line: int
+    message: str
+
+
+@dataclass
+class BatchFile:
+    label: str  # how messages name the file: the path as given, or <stdin>
+    base_dir: Path  # relative image paths start here
+    rows: list[Row]
+    problems: list[Problem]
+
+
+def read_batch(source: str, fmt: str | None, read_stdin: Callable[[], bytes]) -> BatchFile:
+    """Read and split a batch file ('-' is stdin); raise only when it cannot be read at all."""
+    if fmt is not None and fmt not in FORMATS:
+        raise InputError(f"--format {fmt!r} is not jsonl or csv", "use --format jsonl or csv")
+    if source == "-":
+        raw, label, base = read_stdin(), "<stdin>", Path.cwd()
+    else:
+        path = Path(source).expanduser()
+        label, base = source, path.resolve().parent
+        try:
+            raw = path.read_bytes()
+        except IsADirectoryError:
+            raise InputError(f"{source} is a folder", "give a .jsonl or .csv file") from None
+        except OSError as exc:
+            raise InputError(
+                f"cannot read the batch file {source} ({exc.strerror})", "check the path"
+            ) from None
+        fmt = fmt or _EXTENSIONS.get(path.suffix.lower())
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(
+            f"{label} is not UTF-8 text", "save it as UTF-8 (iconv -t UTF-8)"
+        ) from None
+    if fmt is None:  # stdin or an unknown extension: JSON Lines start with an object
+        fmt = "jsonl" if text.lstrip().startswith("{") else "csv"
+    rows, problems = (_jsonl if fmt == "jsonl" else _csv)(text)
+    if not rows and not problems:
+        raise InputError(
+            f"{label} has no jobs",
+            'add one job per line, e.g. {"command": "txt2img", "prompt": "a red fox"}',
+        )
+    return BatchFile(label, base, rows, problems)
+
+
+def _jsonl(text: str) -> tuple[list[Row], list[Problem]]:
+    rows, problems = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            value = json.loads(stripped)
+        except ValueError as exc:
+            problems.append(Problem(number, f"not JSON ({exc})"))
+            continue
+        if not isinstance(value, dict):
+            problems.append(
+                Problem(
+                    number,
+                    f"a JSON {type(value).__name__}, not an object like "
+                    '{"command": "txt2img", "prompt": "…"}',
+                )
+            )
+            continue
+        rows.append(Row(number, value, text=False))
+    return rows, problems
+
+
+def _csv(text: str) -> tuple[list[Row], list[Problem]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[Row] = []
+    problems: list[Problem] = []
+    header: list[str] | None = None
+    while True:
+        start = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            problems.append(Problem(start, f"malformed CSV ({exc})"))
+            break
+        if not any(cell.strip() for cell in cells):
+            continue
+        if header is None:
+            header = [cell.strip() for cell in cells]
+            blank = [n for n, name in enumerate(header, start=1) if not name]
+            if blank:
+                problems.append(Problem(start, f"column {blank[0]} of the header has no name"))
+            seen = {name for name in header if header.count(name) > 1 and name}
+            if seen:
+                problems.append(Problem(start, f"the header repeats {', '.join(sorted(seen))}"))
+            if blank or seen:
+                return rows, problems
+            continue
+        if len(cells) > len(header):
+            problems.append(
+                Problem(start, f"{len(cells)} values but the header has {len(header)} columns")
+            )
+            continue
+        values = {
+            name: cell for name, cell in zip(header, cells, strict=False) if cell.strip() != ""
+        }
+        rows.append(Row(start, values, text=True))
+    return rows, problems

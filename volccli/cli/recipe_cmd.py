@@ -1,0 +1,267 @@
+"""`volccli inspect IMAGE` and `volccli rerun IMAGE`: the recipe that travels with an image.
+
+The recipe is read from the sidecar (IMAGE.json) or, failing that, from the copy inside
+the image. `rerun` sends the recorded request again: same req_key, action, version and
+body, its input images re-read from their recorded paths and checked against their
+recorded SHA-256, optionally varied with --seed and --set.
+"""
+
+from __future__ import annotations
+
+import inspect as pyinspect
+import json
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from .common import Session, global_options, make_ui, print_json, reported
+from .lazy import LazyCommand
+from .options import (
+    CONNECTION_OPTS,
+    GLOBAL_OPTS,
+    OUTPUT_OPTS,
+    REQUEST_OPTS,
+    opt_parameter,
+    parameter,
+)
+
+if TYPE_CHECKING:
+    from ..images import ImageInput
+
+RERUN_HELP = (
+    "Make an image again from its recipe: the same request (inputs re-read and checked "
+    "against their recorded SHA-256), or a variation with --seed and --set."
+)
+# Options of a generation command that do not apply to a recorded request.
+_RERUN_LEFT_OUT = ("count", "no_validate")
+
+
+# --- reading a recipe -----------------------------------------------------------------
+
+
+def load_recipe(image: str) -> tuple[dict[str, Any], str]:
+    """(recipe, where it was found); InputError when the image has none."""
+    from ..errors import InputError
+    from ..recipe import read_recipe
+
+    path = Path(image).expanduser()
+    if not path.is_file():
+        what = "a folder" if path.is_dir() else "no such file"
+        raise InputError(f"{image}: {what}", "give an image that volccli wrote")
+    try:
+        found, where = read_recipe(path)
+    except (OSError, ValueError, IndexError) as exc:  # a damaged chunk is no recipe
+        raise InputError(
+            f"{image}: cannot read its recipe ({exc})", "the file may be damaged"
+        ) from None
+    if found is None or not isinstance(found.get("body"), dict):
+        raise InputError(
+            f"{image} has no volccli recipe: no sidecar {path.name}.json and none inside the file",
+            "only images written by volccli carry one (unless --no-sidecar and --no-embed)",
+        )
+    return found, where
+
+
+# --- inspect ----------------------------------------------------------------------------
+
+
+def inspect_command(
+    ctx: typer.Context,
+    image: Annotated[str, typer.Argument(help="An image written by volccli.", show_default=False)],
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the recipe as one JSON object.")
+    ] = False,
+) -> None:
+    """Show how an image was made: its recipe from the sidecar or from inside the file."""
+    ui = make_ui(global_options(ctx))
+    with reported(ui, json_errors=json_out):
+        found, where = load_recipe(image)
+        changed = _changed(Path(image), found)
+        if json_out:
+            print_json({**found, "found_in": where, "file_changed": changed})
+            return
+        sys.stdout.write(render(found, where) + "\n")
+        if changed:
+            ui.warn(f"{image} has changed since volccli wrote it (its SHA-256 differs)")
+
+
+def _changed(path: Path, found: Mapping[str, Any]) -> bool:
+    from ..journal import file_sha256
+
+    recorded = (found.get("file") or {}).get("sha256")
+    return bool(recorded) and file_sha256(path) != recorded
+
+
+def render(found: Mapping[str, Any], where: str) -> str:
+    """The recipe for a person: the main facts, then the body as sent."""
+    from ..runner import prompt_of
+
+    body = found.get("body") or {}
+    lines = [f"recipe from {where}"]
+
+    def add(label: str, value: Any) -> None:
+        if value not in (None, "", [], {}):
+            lines.append(f"  {label:<10} {value}")
+
+    add("command", found.get("command"))
+    add("req_key", found.get("req_key"))
+    add("action", f"{found.get('action', '')} {found.get('version', '')}".strip())
+    add("prompt", prompt_of(body))
+    add("seed", found.get("seed"))
+    info = found.get("file") or {}
+    if info:
+        add(
+            "image",
+            f"{info.get('width')}x{info.get('height')} {info.get('format', '')}, "
+            f"{info.get('bytes')} bytes, sha256 {info.get('sha256', '')}",
+        )
+    add("request", found.get("request_id"))
+    add("task", found.get("task_id"))
+    add("hash", found.get("request_hash"))
+    add("made", f"{found.get('finished', '')} by volccli {found.get('volccli', '?')}")
+    for item in found.get("inputs") or []:
+        detail = (
+            f" (sha256 {str(item.get('sha256'))[:16]}…, {item.get('bytes')} bytes)"
+            if (item.get("sha256"))
+            else ""
+        )
+        add("input", f"{item.get('source')}{detail}")
+    for key in ("rephraser_result", "predict_tags_result", "vlm_result"):
+        add(key.replace("_result", ""), found.get(key))
+    lines.append("  body:")
+    text = json.dumps(body, ensure_ascii=False, indent=2)
+    lines += [f"    {line}" for line in text.splitlines()]
+    return "\n".join(lines)
+
+
+# --- rerun ------------------------------------------------------------------------------
+
+
+def lazy_command() -> LazyCommand:
+    return LazyCommand(
+        "rerun",
+        RERUN_HELP,
+        "Pipelines",
+        "Example: volccli rerun out/txt2img_a-fox_42.png --seed 7 --set scale=5",
+        make_rerun,
+    )
+
+
+def make_rerun() -> Callable[..., None]:
+    params = [
+        pyinspect.Parameter("ctx", pyinspect.Parameter.KEYWORD_ONLY, annotation=typer.Context),
+        parameter(
+            "image",
+            str,
+            help="An image written by volccli.",
+            argument=True,
+            metavar="IMAGE",
+            default=...,
+        ),
+        parameter(
+            "seed",
+            int | None,
+            decls=["--seed", "-s"],
+            panel="Request",
+            help="Use this seed instead of the recorded one (-1 draws a new one).",
+        ),
+    ]
+    groups = REQUEST_OPTS + OUTPUT_OPTS + GLOBAL_OPTS
+    params += [opt_parameter(opt) for opt in groups if opt.param not in _RERUN_LEFT_OUT]
+
+    def command(**kwargs: Any) -> None:
+        run_rerun(kwargs)
+
+    command.__signature__ = pyinspect.Signature(params)  # type: ignore[attr-defined]  # read by Typer
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__name__ = "rerun"
+    command.__doc__ = RERUN_HELP
+    return command
+
+
+def run_rerun(options: dict[str, Any]) -> None:
+    ctx: typer.Context = options.pop("ctx")
+    merged = global_options(ctx, {opt.param: options.pop(opt.param) for opt in GLOBAL_OPTS})
+    ui = make_ui(merged)
+    options["count"] = 1
+    with reported(ui, json_errors=options["json"]):
+        found, where = load_recipe(options["image"])
+        ui.detail(f"recipe from {where}")
+        flags = {opt.param: merged.get(opt.param) for opt in CONNECTION_OPTS}
+        with Session(ui, flags) as session:
+            from .generate import execute
+
+            request = recipe_request(found, options, session, Path(options["image"]))
+            execute(request, options, session, ui)
+
+
+def recipe_request(
+    found: Mapping[str, Any], options: Mapping[str, Any], session: Session, image: Path
+) -> Any:
+    """The recorded request as a runner.Request, varied by --seed and --set."""
+    from ..build import output_spec
+    from ..kinds import CALL
+    from ..payload import parse_set, rehydrate
+
+    req_key = str(found.get("req_key") or found["body"].get("req_key") or "")
+    command = str(found.get("command") or req_key)
+    base = rehydrate(found["body"], lambda desc: reload_input(desc, image.parent))
+    overrides = parse_set(options.get("sets") or [])
+    if options.get("seed") is not None:
+        overrides["seed"] = options["seed"]
+    from ..runner import Request
+
+    # A kind without fields or slots: the body is taken as recorded, not rebuilt.
+    kind = CALL._replace(command=command, req_key=req_key, slots=())
+    return Request(
+        kind=kind,
+        req_key=req_key,
+        values={},
+        base=base,
+        overrides=overrides,
+        action=str(found.get("action") or ""),
+        version=str(found.get("version") or ""),
+        output=output_spec(options, session.resolved, 1),
+    )
+
+
+def reload_input(desc: Mapping[str, Any], image_dir: Path) -> ImageInput:
+    """A recorded input, read again and proven unchanged by its SHA-256."""
+    from ..errors import InputError
+    from ..images import ImageLimits, load_image
+
+    source = str(desc.get("source") or "")
+    if source in ("stdin", "data: URI") or not source:
+        raise InputError(
+            f"the recipe's input came from {source or 'an unknown source'}, which cannot be "
+            "read again",
+            "make the image again with the command and a file path instead",
+        )
+    path = Path(source).expanduser()
+    if not path.is_absolute() and not path.exists() and (image_dir / path).exists():
+        path = image_dir / path  # recorded relative to where the command ran
+    if not path.exists():
+        raise InputError(
+            f"the recipe's input {source} is missing",
+            "put the original file back at that path to rerun",
+        )
+
+    def no_stdin() -> bytes:
+        raise InputError("stdin is not an input of a recipe")
+
+    try:
+        # Inputs that were fitted to the limits are fitted again the same way.
+        loaded = load_image(str(path), "input", ImageLimits(fit=True), read_stdin=no_stdin)
+    except InputError as error:
+        raise InputError(f"the recipe's input {source}: {error.message}", error.hint) from None
+    recorded = str(desc.get("sha256") or "")
+    if loaded.sha256 != recorded:
+        raise InputError(
+            f"the recipe's input {source} has changed since the image was made "
+            f"(SHA-256 {loaded.sha256[:12]}… instead of {recorded[:12]}…)",
+            "restore the original file, or make a new image from the changed one",
+        )
+    return loaded

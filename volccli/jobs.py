@@ -1,0 +1,354 @@
+"""Batch rows → checked requests → jobs, and what a rerun does with each job.
+
+A row names a command (or a req_key), its fields under the flag names or the body
+names, its images (relative to the batch file), and optionally ``name``, ``output_dir``
+and ``count``. Each row goes through ``build.build_request`` and ``runner.plan`` exactly
+like a single command, so a batch checks everything a command checks, and all of it
+before the first request is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Final
+
+from . import output
+from .batchfile import BatchFile, Problem, Row
+from .build import Stdin, build_request
+from .config import Resolved
+from .errors import InputError, VolccliError
+from .journal import Journal, file_sha256
+from .kinds import CALL, KINDS, Field, ImageSlot, Kind, kind_for
+from .runner import Job, name_values, needs_answer, plan
+
+COMMANDS: Final = (*KINDS, "call")
+# Row keys that are not fields of a kind.
+ROW_KEYS: Final = ("command", "req_key", "name", "output_dir", "count", "set", "action", "version")
+# Options a row may set for itself, over the command line's.
+ROW_OPTIONS: Final = ("on_exists", "fit", "no_validate")
+_BODY_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+@dataclass
+class BatchJob:
+    job: Job
+    key: str  # the journal's name for it: identity and occurrence
+    line: int
+    name: str
+    task_id: str = ""  # a task submitted by an earlier run, to fetch instead of resubmit
+    done: list[Path] = field(default_factory=list)  # outputs of an earlier run
+
+
+# --- a row's meaning ------------------------------------------------------------------
+
+
+def row_kind(values: Mapping[str, Any]) -> tuple[Kind, str]:
+    """The kind of a row and the req_key for `call` rows."""
+    command = values.get("command")
+    req_key = values.get("req_key")
+    if command is not None and not isinstance(command, str):
+        raise InputError("command must be a string", f"use one of {', '.join(COMMANDS)}")
+    if req_key is not None and (not isinstance(req_key, str) or not req_key.strip()):
+        raise InputError("req_key must be a non-empty string", 'e.g. "req_key": "jimeng_i2i_v30"')
+    if command:
+        command = command.strip()
+        if command == "call":
+            if not req_key:
+                raise InputError(
+                    "command call needs a req_key", 'add e.g. "req_key": "jimeng_i2i_v30"'
+                )
+            return CALL, req_key.strip()
+        kind = KINDS.get(command)
+        if kind is None:
+            raise InputError(f"unknown command {command!r}", f"use one of {', '.join(COMMANDS)}")
+        if req_key and req_key.strip() != kind.req_key:
+            raise InputError(
+                f"command {command} sends req_key {kind.req_key}, not {req_key}",
+                "drop the command to call another req_key (or use command call)",
+            )
+        return kind, ""
+    if req_key:
+        kind = kind_for(req_key.strip())
+        return (kind, "") if kind is not None else (CALL, req_key.strip())
+    raise InputError(
+        "the row has no command or req_key",
+        f'add e.g. "command": "txt2img" ({", ".join(COMMANDS)})',
+    )
+
+
+def _lookup(kind: Kind) -> dict[str, Field | ImageSlot]:
+    """Every name a row may use for a field or an image slot of this kind."""
+    names: dict[str, Field | ImageSlot] = {}
+    for slot in kind.slots:
+        for name in (slot.name, slot.option, slot.option.replace("-", "_")):
+            names[name] = slot
+    for f in kind.fields:
+        for name in (f.param, f.option, f.name):
+            names.setdefault(name, f)
+    return names
+
+
+def _typed(f: Field, value: Any, key: str) -> Any:
+    """A row value as the field's type: CSV text, or JSON of a near type."""
+    if f.choices is not None:
+        if isinstance(value, str) and value not in f.choices:
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                return value
+            return parsed if parsed in f.choices.values() else value
+        return value
+    text = value.strip() if isinstance(value, str) else None
+    try:
+        if f.type == "bool":
+            if isinstance(value, bool):
+                return value
+            if text is not None and text.lower() in (*_TRUE, *_FALSE):
+                return text.lower() in _TRUE
+            raise ValueError
+        if f.type == "int":
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, int):
+                return value
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            if text is not None:
+                return int(text)
+            raise ValueError
+        if f.type == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, (int, float)):
+                return float(value)
+            if text is not None:
+                return float(text)
+            raise ValueError
+    except ValueError:
+        wanted = {"bool": "true or false", "int": "an integer", "float": "a number"}[f.type]
+        raise InputError(f"{key} {value!r} is not {wanted}", f"give {key} as {wanted}") from None
+    if not isinstance(value, str):
+        raise InputError(f"{key} {value!r} is not text", f"give {key} as a string")
+    return value
+
+
+def _images(slot: ImageSlot, value: Any, key: str, text: bool) -> str | list[str]:
+    if text and isinstance(value, str) and value.strip().startswith("["):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise InputError(f"{key} is not a JSON list", 'write e.g. ["a.png", "b.png"]') from None
+    if isinstance(value, str):
+        return [value] if slot.multiple else value
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        if not slot.multiple and len(value) != 1:
+            raise InputError(f"{key} takes one image, not {len(value)}", "give a single path")
+        return value if slot.multiple else value[0]
+    raise InputError(f"{key} must be a path or URL (or a list of them)", 'e.g. "image": "in.png"')
+
+
+def row_options(
+    row: Row, defaults: Mapping[str, Any], batch_out: Path
+) -> tuple[Kind, dict[str, Any], str]:
+    """(kind, build_request options, the row's name) of one row."""
+    values = row.values
+    kind, req_key = row_kind(values)
+    options = dict(defaults)
+    options["req_key"] = req_key or None
+    sets = list(defaults.get("sets") or [])
+    names = _lookup(kind)
+    for key, value in values.items():
+        if key in ("command", "req_key") or value is None:
+            continue
+        if key == "name":
+            if not isinstance(value, (str, int)):
+                raise InputError("name must be text", 'e.g. "name": "hero-banner"')
+            continue
+        if key == "output_dir":
+            if not isinstance(value, str) or not value.strip():
+                raise InputError("output_dir must be a folder name", 'e.g. "output_dir": "banners"')
+            options["output_dir"] = str(batch_out / Path(value).expanduser())
+            continue
+        if key == "count":
+            try:
+                count = int(value) if not isinstance(value, bool) else 0
+            except (TypeError, ValueError):
+                count = 0
+            if count < 1 or str(count) != str(value).strip():
+                raise InputError(f"count {value!r} is not a whole number of at least 1", "e.g. 2")
+            options["count"] = count
+            continue
+        if key in ("action", "version"):
+            if kind is not CALL:
+                raise InputError(f"{key} is only for call rows", "drop it, or use command call")
+            options[key] = str(value)
+            continue
+        if key == "set":
+            items = [value] if isinstance(value, str) else value
+            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+                raise InputError("set must be a list of key=value strings", 'e.g. ["scale=0.7"]')
+            sets += items
+            continue
+        if key in ROW_OPTIONS:
+            options[key] = _option(key, value)
+            continue
+        target = names.get(key)
+        if isinstance(target, ImageSlot):
+            options[target.name] = _images(target, value, key, row.text)
+        elif target is not None:
+            options[target.param] = _typed(target, value, key)
+        elif _BODY_KEY.match(key):
+            # Any other name is a body field, exactly like --set KEY=VALUE.
+            sets.append(f"{key}={value}" if row.text else f"{key}={json.dumps(value)}")
+        else:
+            raise InputError(
+                f"{key!r} is neither an option of {kind.command} nor a body field name",
+                "check the column or key name",
+            )
+    options["sets"] = sets
+    name = values.get("name")
+    return kind, options, "" if name is None else str(name)
+
+
+def _option(key: str, value: Any) -> Any:
+    if key == "on_exists":
+        return str(value)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in (*_TRUE, *_FALSE):
+        return value.strip().lower() in _TRUE
+    raise InputError(f"{key} {value!r} is not true or false", f"give {key} as true or false")
+
+
+# --- the whole file -------------------------------------------------------------------
+
+
+def plan_batch(
+    batch: BatchFile,
+    defaults: Mapping[str, Any],
+    resolved: Resolved,
+    batch_out: Path,
+    stdin: Stdin,
+    notes: list[str],
+) -> tuple[list[BatchJob], list[Problem]]:
+    """Every row checked and expanded into jobs; the problems of the others, by line."""
+    problems = list(batch.problems)
+    jobs: list[BatchJob] = []
+    seen: dict[str, int] = {}
+    for row in batch.rows:
+        try:
+            kind, options, name = row_options(row, defaults, batch_out)
+            request = build_request(
+                kind, options, resolved, stdin=stdin, base_dir=batch.base_dir, notes=notes
+            )
+            request.row = row.line
+            request.name = name
+            planned = plan(request)
+        except VolccliError as error:
+            hint = f"; {error.hint}" if error.hint else ""
+            problems.append(Problem(row.line, error.message + hint))
+            continue
+        for job in planned:
+            # Identical rows are separate jobs: the k-th copy of an identity is its own job.
+            occurrence = seen.get(job.identity, 0)
+            seen[job.identity] = occurrence + 1
+            jobs.append(BatchJob(job, f"{job.identity}#{occurrence}", row.line, name))
+    problems.sort(key=lambda problem: problem.line)
+    return jobs, problems
+
+
+# --- resume ----------------------------------------------------------------------------
+
+
+def resume(jobs: list[BatchJob], journal: Journal, *, force: bool) -> None:
+    """Mark what an earlier run finished or submitted; reuse the seeds it drew."""
+    claimed = journal.claimed()
+    for item in jobs:
+        state = journal.state(item.key)
+        if not state.started:
+            continue
+        if state.seed is not None and item.job.seed != state.seed:
+            # The seed the earlier run drew: same name on disk, same image.
+            item.job = replace(item.job, body={**item.job.body, "seed": state.seed})
+        if not force:
+            finished = journal.finished(item.key)
+            if finished is not None:
+                item.done = finished
+                continue
+        if state.task_id:
+            item.task_id = state.task_id
+            continue
+        if state.outputs is None:
+            adopted = written_earlier(item.job, claimed)
+            if adopted:
+                journal.done(item.key, adopted)
+                claimed.update(str(path) for path, _ in adopted)
+                item.done = [path for path, _ in adopted]
+
+
+def written_earlier(job: Job, claimed: set[str]) -> list[tuple[Path, str]]:
+    """An image of this very job that a killed run wrote but did not get to journal.
+
+    Its recipe (sidecar, or the copy inside the file) names the job's request hash,
+    index and seed; without this a rerun would pay again and leave a second copy.
+    """
+    from .recipe import read_recipe
+
+    spec = job.request.output
+    if spec.folder is None or needs_answer(spec.template):
+        return []
+    try:
+        target = output.target_for(
+            spec.folder, output.render_name(spec.template, name_values(job)), ".png"
+        )
+    except InputError:
+        return []
+    for candidate in output.candidates(target):
+        if not output.taken(candidate):
+            return []
+        if str(candidate) in claimed or not candidate.is_file():
+            continue
+        try:
+            found, _where = read_recipe(candidate)
+            sha = file_sha256(candidate)
+        except (OSError, ValueError):
+            continue
+        if (
+            found is not None
+            and found.get("request_hash") == job.identity
+            and found.get("index") == job.index
+            and found.get("seed") == job.seed
+            and found.get("file", {}).get("sha256", sha) == sha
+        ):
+            _restore_sidecar(candidate, found, sha, spec.sidecar)
+            return [(candidate, sha)]
+    return []
+
+
+def _restore_sidecar(path: Path, found: dict[str, Any], sha: str, wanted: bool) -> None:
+    """The kill may have come between the image and its sidecar: write the sidecar now."""
+    from .images import verify_image_file
+
+    sidecar = output.sidecar_path(path)
+    if not wanted or sidecar.exists():
+        return
+    try:
+        fmt, width, height = verify_image_file(path)
+    except ValueError:
+        return
+    info = {
+        "name": path.name,
+        "sha256": sha,
+        "width": width,
+        "height": height,
+        "format": fmt,
+        "bytes": path.stat().st_size,
+    }
+    text = json.dumps({**found, "file": info}, ensure_ascii=False, indent=2) + "\n"
+    output.write_text_atomic(sidecar, text)
