@@ -157,7 +157,9 @@ def build_request(
     req_key = kind.req_key or str(options.get("req_key") or "").strip()
     if not req_key:
         raise InputError("call needs a REQ_KEY", "e.g. volccli call jimeng_i2i_v30 --image in.png")
-    count = int(options.get("count") or 1)
+    # `or 1` would turn -n 0 into one (billed) image; plan() refuses counts below 1.
+    raw_count = options.get("count")
+    count = 1 if raw_count is None or raw_count == "" else int(raw_count)
     values: dict[str, Any] = {}
     for f in kind.fields:
         value = options.get(f.param)
