@@ -39,6 +39,13 @@ _AUDIT_HINT = "rephrase the prompt or use another image; this is not retried"
 _POST_AUDIT_HINT = "the result failed the audit; try another seed (--on-filtered reseed:3)"
 
 BUSINESS: Final[dict[int, CodeInfo]] = {
+    # Not in the reference's tables, but what the service answers a bad field with.
+    50215: CodeInfo(
+        ApiRefusedError,
+        "the service rejected a field",
+        "the message names the field; check it against `volccli COMMAND --help` "
+        "(--dry-run shows the body)",
+    ),
     50400: CodeInfo(
         ApiRefusedError,
         "access denied",
@@ -77,17 +84,17 @@ BUSINESS: Final[dict[int, CodeInfo]] = {
         retry="filtered",
     ),
     50520: CodeInfo(
-        AuditError,
+        NetworkError,  # a failure of the service, not a verdict on the content
         "the audit service failed",
         "retry later; if it persists, contact support with the request id",
     ),
     50521: CodeInfo(
-        AuditError,
+        NetworkError,  # a failure of the service, not a verdict on the content
         "the copyright-word service failed",
         "retry later; if it persists, contact support with the request id",
     ),
     50522: CodeInfo(
-        AuditError,
+        NetworkError,  # a failure of the service, not a verdict on the content
         "the copyright-image service failed",
         "retry later; if it persists, contact support with the request id",
     ),
@@ -185,7 +192,8 @@ RELAY: Final[dict[int, CodeInfo]] = {
     401: CodeInfo(
         ConfigError,
         "the relay rejected the API key",
-        "check VOLCCLI_API_KEY and the base URL (volccli config show)",
+        "check the API key (VOLCCLI_API_KEY or `volccli config set api_key`) and the base URL "
+        "(volccli doctor)",
     ),
     402: CodeInfo(ApiRefusedError, "the relay account has no balance", "top up the relay account"),
     403: CodeInfo(
