@@ -18,6 +18,7 @@ from ..errors import ExitCode
 from . import (
     batch_cmd,
     config_cmd,
+    doctor_cmd,
     generate,
     history_cmd,
     recipe_cmd,
@@ -93,6 +94,7 @@ app.add_typer(sandbox_cmd.app, name="sandbox", rich_help_panel="Setup")
 app.command("inspect", rich_help_panel="Pipelines")(recipe_cmd.inspect_command)
 app.add_typer(task_cmd.app, name="task", rich_help_panel="Pipelines")
 app.add_typer(history_cmd.app, name="history", rich_help_panel="Pipelines")
+doctor_cmd.register(app)
 
 
 def _usage_error_type() -> type[BaseException]:
