@@ -226,6 +226,7 @@ def report(outcome: Outcome, options: dict[str, Any], ui: UI) -> list[Path]:
 
 def show_requests(jobs: list[Job], options: dict[str, Any], session: Session, ui: UI) -> None:
     """--dry-run / --print-curl: the exact request of each job, nothing sent."""
+    from ..curl import curl_command
     from ..describe import dry_run_json, dry_run_text
     from ..payload import encode_body, preview_body
     from ..tasks import split_body
@@ -242,6 +243,15 @@ def show_requests(jobs: list[Job], options: dict[str, Any], session: Session, ui
         encoded = encode_body(body)
         url = connection.url(action, version)
         headers = connection.auth.headers("POST", url, encoded.sha256)
-        preview = preview_body(body)
-        render = dry_run_json if options["json"] else dry_run_text
-        sys.stdout.write(render(url, headers, preview, len(encoded), encoded.sha256) + "\n")
+        if options["dry_run"]:
+            preview = preview_body(body)
+            render = dry_run_json if options["json"] else dry_run_text
+            sys.stdout.write(render(url, headers, preview, len(encoded), encoded.sha256) + "\n")
+        if options["print_curl"]:
+            label = f"{request.command} {job.index + 1}/{len(jobs)}"
+            curl = curl_command(connection, url, headers, encoded, label=label)
+            if options["json"]:
+                print_json(curl.to_json())
+            else:
+                sys.stdout.write(curl.text() + "\n\n")
+        sys.stdout.flush()
