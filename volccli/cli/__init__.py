@@ -17,6 +17,7 @@ from .. import __version__
 from ..errors import ExitCode
 from . import (
     batch_cmd,
+    completion_cmd,
     config_cmd,
     doctor_cmd,
     generate,
@@ -95,6 +96,7 @@ app.command("inspect", rich_help_panel="Pipelines")(recipe_cmd.inspect_command)
 app.add_typer(task_cmd.app, name="task", rich_help_panel="Pipelines")
 app.add_typer(history_cmd.app, name="history", rich_help_panel="Pipelines")
 doctor_cmd.register(app)
+completion_cmd.register(app)
 
 
 def _usage_error_type() -> type[BaseException]:

@@ -1,0 +1,1 @@
+complete --command volccli --no-files --arguments "(env _VOLCCLI_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) volccli)" --condition "env _VOLCCLI_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) volccli"

@@ -1,0 +1,65 @@
+"""`volccli completion SHELL`: print the shell's completion script.
+
+The scripts call volccli back with ``_VOLCCLI_COMPLETE`` set; Typer answers that before
+any command runs. Its completion classes are registered only when that variable is
+present, so ordinary runs (and `--help`) do not pay for them.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+PROG_NAME = "volccli"
+COMPLETE_VAR = "_VOLCCLI_COMPLETE"
+# Where each script is kept in the repository (completions/), by shell.
+FILES = {"bash": "volccli.bash", "zsh": "_volccli", "fish": "volccli.fish"}
+
+
+class Shell(str, Enum):
+    bash = "bash"
+    zsh = "zsh"
+    fish = "fish"
+
+
+def script(shell: str) -> str:
+    """The completion script for ``shell``, ending with a newline."""
+    from typer.completion import get_completion_script
+
+    text = get_completion_script(prog_name=PROG_NAME, complete_var=COMPLETE_VAR, shell=shell)
+    return text.rstrip("\n") + "\n"
+
+
+def enable_shell_completion() -> None:
+    """Register Typer's completion classes (the app is built with add_completion=False)."""
+    from typer.completion import completion_init
+
+    completion_init()
+
+
+def completion(
+    shell: Annotated[Shell, typer.Argument(help="The shell: bash, zsh or fish.", metavar="SHELL")],
+) -> None:
+    """Print the completion script for bash, zsh or fish."""
+    typer.echo(script(shell.value), nl=False)
+
+
+HELP = (
+    "Print the shell completion script for bash, zsh or fish.\n\n"
+    "Install it, for bash: volccli completion bash > "
+    "~/.local/share/bash-completion/completions/volccli; for zsh: volccli completion zsh > "
+    "~/.zfunc/_volccli (with fpath+=~/.zfunc before compinit in ~/.zshrc); for fish: "
+    "volccli completion fish > ~/.config/fish/completions/volccli.fish."
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("completion", help=HELP, rich_help_panel="Setup")(completion)
+
+
+# The shell asks for completions by running volccli with this variable set.
+if os.environ.get(COMPLETE_VAR):
+    enable_shell_completion()
