@@ -1,0 +1,248 @@
+"""The README cannot drift: its reference is generated from the app, its examples run.
+
+Every line of a ```sh block that starts with `volccli ` (with its `\\` continuation lines)
+runs on its own against the built-in sandbox, with a fresh configuration, in a fresh
+folder that holds small images under the names the README uses. A file written in the
+same block with `cat > FILE <<'EOF'` is created first, so new sections (batch files,
+say) can carry their own inputs.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from helpers_everyday import Run, invoke, write_image
+
+from volccli import docs
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+IMAGE_NAME = re.compile(r"(?<![\w/.-])([\w-]+\.(?:jpg|jpeg|png|webp))\b", re.IGNORECASE)
+HEREDOC = re.compile(r"^cat > (\S+) <<-?'?(\w+)'?\s*$")
+MASK_WORDS = ("mask", "edges")  # single-channel inputs
+
+# Examples that cannot run here, each with the reason. Match on the start of the command.
+SKIP: dict[str, str] = {
+    "volccli sandbox serve": "serves until stopped",
+    "volccli --profile work config show": (
+        "needs the profile the line before it makes, and that profile has an access key "
+        "but no secret key, which `config show` refuses"
+    ),
+}
+# `config set KEY` with no value prompts; the test answers through --stdin instead.
+PROMPTED = re.compile(r"^volccli (?:.*\s)?config set (?:--profile \S+ )?(\w+)$")
+
+
+@dataclass(frozen=True)
+class Example:
+    block: int
+    line: int
+    text: str  # the command as one line
+
+    @property
+    def id(self) -> str:
+        return f"L{self.line}:{self.text[:60]}"
+
+
+@dataclass(frozen=True)
+class Block:
+    line: int  # of the opening fence; identifies the block
+    lines: list[str]
+
+
+def sh_blocks(text: str) -> Iterator[Block]:
+    lines = text.splitlines()
+    inside, start, body = False, 0, []
+    for number, line in enumerate(lines, 1):
+        if not inside and line.strip() in ("```sh", "```bash", "```shell"):
+            inside, start, body = True, number, []
+        elif inside and line.strip() == "```":
+            inside = False
+            yield Block(start, body)
+        elif inside:
+            body.append(line)
+
+
+def examples(text: str) -> list[Example]:
+    found = []
+    for block in sh_blocks(text):
+        pending: list[str] = []
+        first = 0
+        for offset, raw in enumerate(block.lines, 1):
+            line = raw.strip()
+            if pending:
+                pending.append(line.rstrip("\\").strip())
+                if not line.endswith("\\"):
+                    found.append(Example(block.line, first, " ".join(pending)))
+                    pending = []
+            elif line.startswith("volccli "):
+                first = block.line + offset
+                if line.endswith("\\"):
+                    pending = [line.rstrip("\\").strip()]
+                else:
+                    found.append(Example(block.line, first, line))
+    return found
+
+
+def heredocs(block: Block) -> dict[str, str]:
+    files: dict[str, str] = {}
+    lines = iter(block.lines)
+    for line in lines:
+        match = HEREDOC.match(line.strip())
+        if match:
+            name, end = match.groups()
+            body = []
+            for inner in lines:
+                if inner.strip() == end:
+                    break
+                body.append(inner)
+            files[name] = "\n".join(body) + "\n"
+    return files
+
+
+README_TEXT = README.read_text(encoding="utf-8")
+EXAMPLES = examples(README_TEXT)
+BLOCK_FILES = {block.line: heredocs(block) for block in sh_blocks(README_TEXT)}
+
+
+def skip_reason(example: Example) -> str | None:
+    for start, reason in SKIP.items():
+        if example.text.startswith(start):
+            return reason
+    return None
+
+
+def test_readme_has_examples_to_run() -> None:
+    assert len(EXAMPLES) >= 10
+    commands = {shlex.split(e.text, comments=True)[1] for e in EXAMPLES}
+    assert {"txt2img", "edit", "outpaint", "product-style", "controlnet", "call"} <= commands
+
+
+def test_example_extraction_joins_continuations() -> None:
+    text = "```sh\nvolccli a \\\n    --b c \\\n    --d\necho x\nvolccli e # note\n```\n"
+    found = examples(text)
+    assert [e.text for e in found] == ["volccli a --b c --d", "volccli e # note"]
+    assert [e.line for e in found] == [2, 6]
+
+
+def prepare_inputs(folder: Path, example: Example) -> None:
+    for name, content in BLOCK_FILES.get(example.block, {}).items():
+        (folder / name).write_text(content, encoding="utf-8")
+    for name in IMAGE_NAME.findall(example.text):
+        path = folder / name
+        if path.exists():
+            continue
+        if any(word in name.lower() for word in MASK_WORDS):
+            write_image(path, 256, 192, mode="L", colour=255)
+        else:
+            write_image(path, 256, 192)
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[e.id for e in EXAMPLES])
+def test_readme_example_runs_against_the_sandbox(
+    example: Example,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reason = skip_reason(example)
+    if reason:
+        pytest.skip(reason)
+    monkeypatch.chdir(tmp_path)
+    prepare_inputs(tmp_path, example)
+    run = run_example(example, capsys, monkeypatch)
+    assert run.code == 0, (
+        f"README line {example.line} failed with exit {run.code}: {example.text}\n{run.err}\n"
+        "(an example needing another input file can create it in its block with "
+        "`cat > FILE <<'EOF'`, or be listed in SKIP in tests/test_docs.py with the reason)"
+    )
+    for line in run.out.splitlines():
+        if line.endswith((".png", ".jpg", ".jpeg", ".webp")):
+            assert Path(line).is_file(), line
+
+
+def run_example(
+    example: Example, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Run:
+    argv = shlex.split(example.text, comments=True)
+    assert argv[0] == "volccli"
+    stdin = None
+    if PROMPTED.match(" ".join(argv)):
+        argv.append("--stdin")
+        stdin = "example-value-from-stdin\n"
+    return invoke(["--sandbox", *argv[1:]], capsys, monkeypatch, stdin=stdin)
+
+
+# --- the reference --------------------------------------------------------------------
+
+
+def test_readme_reference_is_current() -> None:
+    assert docs.START in README_TEXT and docs.END in README_TEXT
+    assert docs.current_section(README_TEXT) == docs.reference_markdown(), (
+        f"README.md's reference section is stale; run `{docs.REGENERATE}`"
+    )
+
+
+def test_every_command_and_option_has_help() -> None:
+    missing = []
+    commands = list(docs.walk())
+    assert {entry.path for entry in commands} >= {
+        "volccli txt2img",
+        "volccli edit",
+        "volccli outpaint",
+        "volccli product-style",
+        "volccli controlnet",
+        "volccli call",
+        "volccli doctor",
+        "volccli completion",
+        "volccli config set",
+        "volccli sandbox serve",
+    }
+    for entry in commands:
+        if not docs.first_paragraph(entry.command.help):
+            missing.append(entry.path)
+        for param in docs.params(entry.command, entry.ctx):
+            if not docs.param_help(param):
+                missing.append(f"{entry.path} {docs.declaration(param, entry.ctx)}")
+    root = docs.root_context()
+    for param in docs.params(root.command, root):
+        if not docs.param_help(param):
+            missing.append(f"volccli {docs.declaration(param, root)}")
+    assert missing == []
+
+
+def test_every_command_and_option_is_in_the_reference() -> None:
+    section = docs.current_section(README_TEXT)
+    for entry in docs.walk():
+        assert f"### `{entry.path}`" in section
+        for param in docs.params(entry.command, entry.ctx):
+            if param.hidden:
+                continue
+            if param.name in docs.global_names():
+                continue  # listed once, under Global options
+            assert f"`{docs.cell(docs.declaration(param, entry.ctx))}`" in section, param.name
+    root = docs.root_context()
+    for param in docs.params(root.command, root):
+        assert f"`{docs.cell(docs.declaration(param, root))}`" in section, param.name
+
+
+def test_write_replaces_only_the_section(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# t\n\nbefore\n\n{docs.START}\nSTALE-TEXT\n{docs.END}\n\nafter\n")
+    assert docs.main(["--check", "--readme", str(readme)]) == 1
+    assert docs.main(["--write", "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("# t\n\nbefore\n\n") and text.endswith(f"{docs.END}\n\nafter\n")
+    assert "STALE-TEXT" not in text and "### `volccli doctor`" in text
+    assert docs.main(["--check", "--readme", str(readme)]) == 0
+
+
+def test_help_text_is_unescaped_for_markdown() -> None:
+    assert docs.help_text("Range \\[1, 30]. \\[default: 3.0]\n  more") == (
+        "Range [1, 30]. [default: 3.0] more"
+    )
+    assert docs.cell("jsonl|csv") == "jsonl\\|csv"
