@@ -168,13 +168,25 @@ def test_readme_example_runs_against_the_sandbox(
 def run_example(
     example: Example, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> Run:
+    """Run one example in-process; a trailing `> FILE` writes stdout there, as a shell would."""
     argv = shlex.split(example.text, comments=True)
     assert argv[0] == "volccli"
+    target = None
+    if len(argv) > 2 and argv[-2] == ">":
+        target = Path(argv[-1]).expanduser()  # HOME is a temporary folder in tests
+        argv = argv[:-2]
+    unsupported = {"|", "&&", "||", ";", ">", ">>", "<"} & set(argv)
+    assert not unsupported, f"README line {example.line}: shell syntax {unsupported} in an example"
     stdin = None
     if PROMPTED.match(" ".join(argv)):
         argv.append("--stdin")
         stdin = "example-value-from-stdin\n"
-    return invoke(["--sandbox", *argv[1:]], capsys, monkeypatch, stdin=stdin)
+    run = invoke(["--sandbox", *argv[1:]], capsys, monkeypatch, stdin=stdin)
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(run.out, encoding="utf-8")
+        return Run(run.code, "", run.err)
+    return run
 
 
 # --- the reference --------------------------------------------------------------------
