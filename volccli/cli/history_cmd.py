@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from .common import global_options, make_ui, print_json, reported
+from .pipeline_common import with_global_options
 
 app = typer.Typer(
     help="Show past requests (newest first), or where they are kept.",
@@ -18,6 +19,7 @@ app = typer.Typer(
 
 
 @app.callback()
+@with_global_options
 def history(
     ctx: typer.Context,
     limit: Annotated[

@@ -27,6 +27,7 @@ from .options import (
     opt_parameter,
     parameter,
 )
+from .pipeline_common import with_global_options
 
 if TYPE_CHECKING:
     from ..images import ImageInput
@@ -68,6 +69,7 @@ def load_recipe(image: str) -> tuple[dict[str, Any], str]:
 # --- inspect ----------------------------------------------------------------------------
 
 
+@with_global_options
 def inspect_command(
     ctx: typer.Context,
     image: Annotated[str, typer.Argument(help="An image written by volccli.", show_default=False)],

@@ -13,6 +13,7 @@ import typer
 
 from .common import Session, global_options, make_ui, print_json, reported
 from .options import CONNECTION_OPTS
+from .pipeline_common import with_global_options
 
 app = typer.Typer(
     help="Check or fetch async tasks (submitted with --async).",
@@ -39,6 +40,7 @@ def _session_flags(ctx: typer.Context) -> tuple[dict[str, Any], Any]:
 
 
 @app.command("get")
+@with_global_options
 def get(ctx: typer.Context, req_key: ReqKey, task_id: TaskId, json_out: Json = False) -> None:
     """Poll a task once and print its status (in_queue, generating, done)."""
     flags, ui = _session_flags(ctx)
@@ -74,6 +76,7 @@ def get(ctx: typer.Context, req_key: ReqKey, task_id: TaskId, json_out: Json = F
 
 
 @app.command("wait")
+@with_global_options
 def wait_command(
     ctx: typer.Context,
     req_key: ReqKey,
