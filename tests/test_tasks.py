@@ -1,0 +1,240 @@
+"""Async tasks: `task get`, `task wait`, --async in batch, and resuming a submitted task."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.helpers_pipelines import (
+    box,
+    images_in,
+    journal_records,
+    pixels,
+    size_of,
+    volccli,
+    write_jsonl,
+)
+from volccli.sandbox import API_KEY, Sandbox
+
+__all__ = ["box"]
+TXT2IMG = "high_aes_general_v14"
+
+
+def submit(sandbox: Sandbox, body: dict[str, Any]) -> str:
+    response = requests.post(
+        f"{sandbox.base_url}/volcv/v1?Action=CVSync2AsyncSubmitTask&Version=2022-08-31",
+        json=body,
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["data"]["task_id"])
+
+
+def polls(sandbox: Sandbox) -> int:
+    return sandbox.stats()["requests"].get("CVSync2AsyncGetResult", {}).get("ok", 0)
+
+
+def test_task_get_polls_once_and_shows_the_status(
+    box: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    box.configure(async_polls=2)
+    task_id = submit(box, {"req_key": TXT2IMG, "prompt": "queued", "seed": 1})
+    first = volccli(capsys, ["task", "get", TXT2IMG, task_id])
+    assert (first.code, first.out.strip()) == (0, f"task {task_id}: in_queue")
+    second = volccli(capsys, ["task", "get", TXT2IMG, task_id, "--json"])
+    assert second.code == 0
+    assert second.records[0]["status"] == "generating"
+    done = volccli(capsys, ["task", "get", TXT2IMG, task_id, "--json"])
+    (record,) = done.records
+    assert record["status"] == "done" and record["images"] == 1
+    assert record["data"]["binary_data_base64"] == "<1 images>"  # no image data printed
+    assert len(done.out) < 2000
+    assert polls(box) == 3
+
+
+def test_task_wait_polls_through_the_states_then_writes_the_image(
+    box: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    box.configure(async_polls=3)
+    task_id = submit(
+        box, {"req_key": TXT2IMG, "prompt": "waited", "seed": 9, "width": 640, "height": 384}
+    )
+    run = volccli(
+        capsys,
+        [
+            "task",
+            "wait",
+            TXT2IMG,
+            task_id,
+            "-o",
+            str(tmp_path),
+            "--poll-interval",
+            "0.01",
+            "--json",
+        ],
+    )
+    assert run.code == 0, run.err
+    # Each change of status is shown once (the second "generating" poll adds nothing).
+    assert [line.split(": ")[-1] for line in run.err.splitlines() if "task " in line] == [
+        "in_queue",
+        "generating",
+        "done",
+    ]
+    (record,) = run.records
+    path = Path(record["path"])
+    assert record["task_id"] == task_id and record["seed"] == 9
+    assert size_of(path) == (640, 384)
+    sidecar = json.loads(Path(f"{path}.json").read_text())
+    assert sidecar["task_id"] == task_id
+    assert polls(box) == 4
+
+    again = volccli(
+        capsys,
+        [
+            "task",
+            "wait",
+            TXT2IMG,
+            task_id,
+            "-o",
+            str(tmp_path),
+            "-0",
+            "--poll-interval",
+            "0.01",
+            "-q",
+        ],
+    )
+    assert again.code == 0
+    second = Path(again.out.rstrip("\0"))
+    assert again.out.endswith("\0") and second != path  # never clobbered
+    assert pixels(second) == pixels(path)
+
+
+def test_an_unknown_task_exits_4(
+    box: Sandbox, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    get = volccli(capsys, ["task", "get", TXT2IMG, "1234567890123456789"])
+    assert get.code == 4
+    assert "was not found" in get.err
+    wait = volccli(
+        capsys, ["task", "wait", TXT2IMG, "1234567890123456789", "-o", str(tmp_path), "--json"]
+    )
+    assert wait.code == 4
+    assert wait.records[-1]["error"]["code"] == "not_found"
+    assert images_in(tmp_path) == []
+
+
+def test_an_expired_task_exits_4_and_says_submit_again(
+    box: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    box.configure(task_ttl=0)
+    task_id = submit(box, {"req_key": TXT2IMG, "prompt": "too late"})
+    for command in (["get"], ["wait", "--poll-interval", "0.01"]):
+        run = volccli(capsys, ["task", command[0], TXT2IMG, task_id, *command[1:]])
+        assert run.code == 4
+        assert "expired" in run.err and "submit" in run.err
+
+
+def test_async_batch_journals_each_task_and_polls_to_done(
+    box: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    box.configure(async_polls=2)
+    jobs = write_jsonl(
+        tmp_path / "jobs.jsonl",
+        [
+            {"command": "txt2img", "prompt": f"async {n}", "width": 384, "height": 256}
+            for n in range(3)
+        ],
+    )
+    out = tmp_path / "out"
+    run = volccli(
+        capsys,
+        [
+            "batch",
+            str(jobs),
+            "-o",
+            str(out),
+            "--async",
+            "--poll-interval",
+            "0.01",
+            "--qps",
+            "0",
+            "--json",
+        ],
+    )
+    assert run.code == 0, run.err
+    results = run.records[:-1]
+    assert all(r["status"] == "ok" and r["task_id"] for r in results)
+    assert all(size_of(Path(r["paths"][0])) == (384, 256) for r in results)
+    stats = box.stats()["requests"]
+    assert stats["CVSync2AsyncSubmitTask"]["ok"] == 3
+    assert stats["CVSync2AsyncGetResult"]["ok"] == 3 * 3  # in_queue, generating, done
+    tasks = [
+        r["task_id"] for r in journal_records(out / ".volccli-journal.jsonl") if r["type"] == "task"
+    ]
+    assert sorted(tasks) == sorted(r["task_id"] for r in results)
+
+
+def test_a_journalled_task_is_fetched_on_rerun_not_submitted_again(
+    box: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    box.configure(async_polls=4)
+    jobs = write_jsonl(
+        tmp_path / "jobs.jsonl", [{"command": "txt2img", "prompt": "slow task", "seed": 21}]
+    )
+    out = tmp_path / "out"
+    # The first run gives up while the task is still generating.
+    first = volccli(
+        capsys,
+        [
+            "batch",
+            str(jobs),
+            "-o",
+            str(out),
+            "--async",
+            "--poll-interval",
+            "0.05",
+            "--wait-timeout",
+            "0.01",
+            "--json",
+        ],
+    )
+    assert first.code == 9
+    (failed,) = first.records[:-1]
+    assert failed["status"] == "failed" and failed["task_id"]
+    assert images_in(out) == []
+
+    # Rerun, even without --async: the submitted task is fetched.
+    second = volccli(
+        capsys, ["batch", str(jobs), "-o", str(out), "--poll-interval", "0.01", "--json"]
+    )
+    assert second.code == 0, second.err
+    (done,) = second.records[:-1]
+    assert done["status"] == "ok" and done["task_id"] == failed["task_id"]
+    stats = box.stats()
+    assert stats["requests"]["CVSync2AsyncSubmitTask"]["ok"] == 1
+    assert "CVProcess" not in stats["requests"]
+    assert stats["billed"] == 1
+    assert len(images_in(out)) == 1
+
+
+def test_a_journalled_task_that_expired_is_submitted_again_next_time(
+    box: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    box.configure(async_polls=4)
+    jobs = write_jsonl(tmp_path / "jobs.jsonl", [{"command": "txt2img", "prompt": "lost"}])
+    out = tmp_path / "out"
+    args = ["batch", str(jobs), "-o", str(out), "--async", "--poll-interval", "0.05"]
+    assert volccli(capsys, [*args, "--wait-timeout", "0.01"]).code == 9
+    box.configure(task_ttl=0)
+    expired = volccli(capsys, [*args, "--json"])
+    assert expired.code == 9
+    assert expired.records[0]["code"] == "expired"
+    box.configure(task_ttl=3600, async_polls=0)
+    fresh = volccli(capsys, [*args, "--json"])
+    assert fresh.code == 0, fresh.err
+    assert box.stats()["requests"]["CVSync2AsyncSubmitTask"]["ok"] == 2
