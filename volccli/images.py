@@ -16,6 +16,7 @@ import hashlib
 import io
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,11 +199,27 @@ def _check_file(path: Path, flag: str, limits: ImageLimits) -> ImageInput:
     )
 
 
+def _pil_open(source: Path | io.BytesIO) -> PILImage:
+    """Image.open without Pillow's decompression-bomb warning on stderr: the side limit
+    refuses such images with a proper message."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(source)
+
+
 def _open(source: Path | io.BytesIO, label: str, flag: str, head: bytes) -> PILImage:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        return Image.open(source)
+        return _pil_open(source)
+    except Image.DecompressionBombError:
+        raise InputError(
+            f"{flag} {label} has more than {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels, "
+            "too many to decode safely",
+            "downsize it below --max-image-side (default 4096) pixels a side first",
+        ) from None
     except UnidentifiedImageError:
         what = "text" if _is_text(head) else "not an image Pillow can read"
         raise InputError(f"{flag} {label} is {what}", "give a JPEG or PNG image") from None
@@ -223,10 +240,8 @@ def _is_text(head: bytes) -> bool:
 def _check_intact(source: Path | bytes, image: PILImage, label: str, flag: str) -> None:
     """Catch truncated files without decoding pixels."""
     if image.format == "PNG":
-        from PIL import Image
-
         try:
-            with Image.open(source if isinstance(source, Path) else io.BytesIO(source)) as fresh:
+            with _pil_open(source if isinstance(source, Path) else io.BytesIO(source)) as fresh:
                 fresh.verify()
         except Exception as exc:  # Pillow raises several types for broken chunks
             raise InputError(
@@ -317,9 +332,15 @@ def _reencode(
     from PIL import Image
 
     before = f"{fmt or '?'} {image.width}x{image.height} {_size_text(len(original))}"
-    image.seek(0)  # the first frame of an animation
     has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-    work = image.convert("RGBA" if has_alpha else "RGB")
+    try:
+        image.seek(0)  # the first frame of an animation
+        work = image.convert("RGBA" if has_alpha else "RGB")
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        # Only the header was checked so far; decoding finds a cut-short file.
+        raise InputError(
+            f"{flag} {label} is truncated or damaged ({exc})", "re-export the image"
+        ) from None
     scale = min(1.0, limits.max_side / max(work.size))
     while True:
         size = (max(1, round(work.width * scale)), max(1, round(work.height * scale)))
