@@ -159,6 +159,23 @@ def padded_png(width: int, height: int, total: int) -> bytes:
     return data[:33] + chunk + data[33:]  # after the signature and IHDR
 
 
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares a size without carrying its pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
 def image_size(data_or_path: bytes | Path) -> tuple[int, int]:
     source = data_or_path if isinstance(data_or_path, Path) else io.BytesIO(data_or_path)
     with Image.open(source) as image:

@@ -16,6 +16,7 @@ from tests.helpers import (
     listing,
     noise_image,
     padded_png,
+    png_header_only,
     run_cli,
     write_image,
 )
@@ -37,6 +38,9 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "cut.png").write_bytes(png[: len(png) - 40])
     jpeg = noise_image(64, 64, "JPEG")
     (folder / "cut.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    gif = noise_image(64, 64, "GIF")
+    (folder / "cut.gif").write_bytes(gif[: len(gif) // 2])
+    (folder / "bomb.png").write_bytes(png_header_only(20000, 20000))
     (folder / "big.png").write_bytes(padded_png(64, 64, DEFAULT_MAX_BYTES + 4096))
     write_image(folder / "huge.png", 4100, 1400)
     write_image(folder / "strip.png", 1000, 100)
@@ -79,6 +83,12 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("text named .png", ["edit", "notes.png", "x"], ["IMAGE notes.png", "is text"]),
     ("truncated PNG", ["edit", "cut.png", "x"], ["IMAGE cut.png", "truncated"]),
     ("truncated JPEG", ["edit", "cut.jpg", "x"], ["IMAGE cut.jpg", "no JPEG end marker"]),
+    ("truncated GIF", ["edit", "cut.gif", "x"], ["IMAGE cut.gif", "truncated or damaged"]),
+    (
+        "decompression bomb",
+        ["edit", "bomb.png", "x"],
+        ["IMAGE bomb.png", "too many to decode safely", "--max-image-side"],
+    ),
     (
         "over the size limit",
         ["edit", "big.png", "x"],

@@ -22,7 +22,7 @@ from tests.helpers import (
     write_image,
 )
 from volccli.recipe import read_embedded, read_recipe
-from volccli.sandbox import ACCESS_KEY, API_KEY, SECRET_KEY, Sandbox
+from volccli.sandbox import ACCESS_KEY, API_KEY, SECRET_KEY, SESSION_TOKEN, Sandbox
 
 TXT2IMG = "high_aes_general_v14"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -318,6 +318,9 @@ def test_edit(sb: Sandbox, tmp_path: Path) -> None:
     sidecar_text = Path(f"{path}.json").read_text()
     assert base64.b64encode(source.read_bytes()).decode()[:200] not in sidecar_text
     assert recipe["inputs"][0]["width"] == 300
+    embedded = read_embedded(path)
+    assert embedded is not None and embedded["body"] == recipe["body"]
+    assert API_KEY.encode() not in path.read_bytes()
 
 
 def test_edit_url_passes_through(sb: Sandbox) -> None:
@@ -953,3 +956,77 @@ def test_builtin_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert image_size(Path(line["path"])) == (320, 512)
     official = ok(run_cli(["txt2img", "fox", "-o", "out", "--sandbox", "--auth", "official"]))
     assert Path(official.stdout.strip()).is_file()
+
+
+def test_official_auth_with_a_session_token(sb: Sandbox) -> None:
+    env = {**OFFICIAL_ENV, "VOLCCLI_SESSION_TOKEN": SESSION_TOKEN}
+    args = ["--auth", "official", "--endpoint", sb.base_url]
+    shown = ok(run_cli(["txt2img", "fox", "--dry-run", *args], env=env))
+    assert SESSION_TOKEN not in shown.stdout and "X-Security-Token: ****" in shown.stdout
+    assert "x-security-token" in shown.stdout  # signed
+    result = ok(run_cli(["txt2img", "fox", "-o", "out", *args], env=env))
+    assert Path(result.stdout.strip()).is_file()
+    entry = sb.stats()["recent"][-1]
+    assert entry["auth"] == "v4" and entry["outcome"] == "ok"
+    assert SESSION_TOKEN not in Path(f"{result.stdout.strip()}.json").read_text()
+
+
+def test_a_wrong_secret_is_a_config_error(sb: Sandbox) -> None:
+    env = {**OFFICIAL_ENV, "VOLCCLI_SECRET_KEY": "not-the-secret"}
+    result = run_cli(
+        ["txt2img", "fox", "-o", "out", "--auth", "official", "--endpoint", sb.base_url], env=env
+    )
+    assert result.exit_code == 3
+    assert len(result.stderr_lines) == 1 and "SignatureDoesNotMatch" in result.stderr
+    assert "not-the-secret" not in result.stderr
+    assert sb.stats()["billed"] == 0
+    assert written(Path("out")) == []
+
+
+def test_inputs_in_other_formats_are_sent_as_png(sb: Sandbox, tmp_path: Path) -> None:
+    write_image(tmp_path / "in.webp", 90, 60, "WEBP", lossless=True)
+    result = ok(run(sb, "edit", "in.webp", "x", "--seed", "1", "-o", "out"))
+    assert "note: in.webp: converted WEBP 90x60" in result.stderr
+    (path,) = written(tmp_path / "out")
+    recipe, _ = read_recipe(path)
+    assert recipe is not None
+    (described,) = recipe["body"]["binary_data_base64"]
+    assert recipe["inputs"][0]["format"] == "PNG"
+    # what was sent is the converted PNG whose hash the recipe records
+    sent = last_body(sb)["binary_data_base64"][0]
+    assert sent.startswith("<base64 ") and described["sha256"] == recipe["inputs"][0]["sha256"]
+    assert image_size(path) == (90, 60)
+
+
+def test_fit_downsizes_before_sending(sb: Sandbox, tmp_path: Path) -> None:
+    write_image(tmp_path / "wide.png", 2000, 1000)
+    result = ok(
+        run(
+            sb,
+            "edit",
+            "wide.png",
+            "x",
+            "--seed",
+            "1",
+            "-o",
+            "out",
+            "--fit",
+            "--max-image-side",
+            "800",
+        )
+    )
+    assert "fitted PNG 2000x1000" in result.stderr and "800x400" in result.stderr
+    (path,) = written(tmp_path / "out")
+    assert image_size(path) == (800, 400)  # the sandbox answers at the size it received
+
+
+def test_an_existing_name_gets_a_suffix_and_skip_sends_nothing(sb: Sandbox) -> None:
+    first = ok(run(sb, "txt2img", "fox", "--seed", "1", "-o", "out")).stdout.strip()
+    original = Path(first).read_bytes()
+    second = ok(run(sb, "txt2img", "fox", "--seed", "1", "-o", "out")).stdout.strip()
+    assert Path(second).name == "txt2img_fox_1-1.png"
+    assert Path(first).read_bytes() == original
+    requests_before = api_requests(sb)
+    skipped = ok(run(sb, "txt2img", "fox", "--seed", "1", "-o", "out", "--on-exists", "skip"))
+    assert skipped.stdout == "" and "skipped" in skipped.stderr
+    assert api_requests(sb) == requests_before

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.helpers import image_bytes, noise_image, padded_png, write_image
+from tests.helpers import image_bytes, noise_image, padded_png, png_header_only, write_image
 from volccli.errors import ExitCode, InputError
 from volccli.images import (
     DEFAULT_MAX_BYTES,
@@ -277,3 +277,27 @@ def test_verify_image_file(tmp_path: Path) -> None:
     (tmp_path / "junk.png").write_bytes(b"junk")
     with pytest.raises(ValueError):
         verify_image_file(tmp_path / "junk.png")
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "BMP", "TIFF", "WEBP"])
+def test_truncated_files_of_other_formats(tmp_path: Path, fmt: str) -> None:
+    data = noise_image(64, 64, fmt)
+    path = tmp_path / f"cut.{fmt.lower()}"
+    path.write_bytes(data[: len(data) // 2])
+    error = refused(path)
+    assert "damaged" in error.message and error.hint == "re-export the image"
+
+
+def test_a_decompression_bomb_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "bomb.png").write_bytes(png_header_only(20000, 20000))
+    error = refused(tmp_path / "bomb.png", ImageLimits(max_side=30000))
+    assert "too many to decode safely" in error.message
+    assert "too many" in refused("-", stdin=png_header_only(20000, 20000)).message
+
+
+def test_a_large_image_is_refused_without_a_pillow_warning(
+    tmp_path: Path, recwarn: pytest.WarningsRecorder
+) -> None:
+    (tmp_path / "large.png").write_bytes(png_header_only(12000, 10000))
+    assert "above the 4096px limit" in refused(tmp_path / "large.png").message
+    assert [str(w.message) for w in recwarn] == []
