@@ -252,6 +252,8 @@ def test_a_rerun_skips_finished_jobs_and_force_redoes_them(
     assert sorted(Path(r["paths"][0]) for r in results) == written
     assert box.stats()["billed"] == 3  # nothing requested again
     assert summary["summary"]["skipped"] == 3
+    plain = volccli(capsys, ["batch", str(jobs), "-o", str(out)])
+    assert sorted(Path(line) for line in plain.out.splitlines()) == written  # still listed
 
     written[0].write_bytes(written[0].read_bytes() + b"\0")  # changed: no longer done
     third = volccli(capsys, ["batch", str(jobs), "-o", str(out), "--json"])

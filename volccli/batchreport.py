@@ -175,7 +175,9 @@ class Reporter:
             counts.ran += ran
             self.retrying.discard(key)
             self._emit(result)
-        if result.status == "failed" and result.error is not None and not self.json_lines:
+        # Invalid rows were listed before the run started.
+        shown = not self.json_lines and not result.invalid
+        if result.status == "failed" and result.error is not None and shown:
             error = result.error
             hint = f"; {error.hint}" if error.hint else ""
             rid = f" [request {error.request_id}]" if error.request_id else ""
@@ -185,7 +187,7 @@ class Reporter:
     def _emit(self, result: Result) -> None:
         if self.json_lines:
             sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
-        elif result.status == "ok":
+        elif result.status in ("ok", "skipped"):  # skipped: done by an earlier run
             end = "\0" if self.null else "\n"
             sys.stdout.write("".join(f"{path}{end}" for path in result.paths))
         sys.stdout.flush()
