@@ -8,6 +8,7 @@ dropped or cut-short answer) is billed, so it is resent only with --retry-server
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import random
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -79,7 +81,19 @@ def environment_settings(url: str) -> dict[str, Any]:
     verify: bool | str = (
         os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     )
-    return {"proxies": requests.utils.get_environ_proxies(url), "verify": verify}
+    # A proxy cannot reach this machine's loopback (the sandbox, a local relay): go direct.
+    direct = _is_loopback(urlsplit(url).hostname or "")
+    proxies = {} if direct else requests.utils.get_environ_proxies(url)
+    return {"proxies": proxies, "verify": verify}
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def new_session() -> requests.Session:
