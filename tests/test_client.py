@@ -396,3 +396,16 @@ def test_the_limiter_hears_about_every_attempt(fresh_sandbox: Sandbox) -> None:
     client.limiter = limiter
     client.call("CVProcess", "2022-08-31", body("fox volccli-fault:50429x1"))
     assert limiter.events == ["acquire", "limited 50429", "release", "acquire", "release", "ok"]
+
+
+def test_environment_proxies_apply_except_to_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from volccli.client import environment_settings
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    remote = environment_settings("https://visual.volcengineapi.com/?Action=CVProcess")
+    assert remote["proxies"]["https"] == "http://proxy.example:3128"
+    for url in ("http://127.0.0.1:8080/volcv/v1", "http://localhost:1/", "http://[::1]:9/"):
+        assert environment_settings(url)["proxies"] == {}

@@ -1030,3 +1030,50 @@ def test_an_existing_name_gets_a_suffix_and_skip_sends_nothing(sb: Sandbox) -> N
     skipped = ok(run(sb, "txt2img", "fox", "--seed", "1", "-o", "out", "--on-exists", "skip"))
     assert skipped.stdout == "" and "skipped" in skipped.stderr
     assert api_requests(sb) == requests_before
+
+
+@pytest.mark.parametrize(
+    ("marker", "code", "words"),
+    [
+        ("expired-url", 7, "expired"),
+        ("bad-base64", 7, "not valid base64"),
+        ("not-image", 7, "not an image"),
+        ("truncate", 7, "may have been billed"),
+        ("malformed-json", 7, "not a JSON object"),
+        ("50412", 5, "50412"),
+        ("50511", 5, "--on-filtered"),
+        ("50400", 4, "50400"),
+        ("50500", 7, "--retry-server-errors"),
+    ],
+)
+def test_failed_answers_leave_nothing_behind(
+    sb: Sandbox, tmp_path: Path, marker: str, code: int, words: str
+) -> None:
+    result = run(sb, "txt2img", f"fox volccli-fault:{marker}", "--return-url", "-o", "out")
+    assert result.exit_code == code
+    assert len(result.stderr_lines) == 1 and words in result.stderr
+    assert result.stdout == ""
+    assert listing(tmp_path / "out") == []  # not even a temp file
+
+
+def test_a_base_url_given_with_the_gateway_path(sb: Sandbox) -> None:
+    result = ok(run_cli(["txt2img", "fox", "-o", "out", "--base-url", f"{sb.base_url}/volcv/v1/"]))
+    assert Path(result.stdout.strip()).is_file()
+    assert sb.stats()["recent"][-1]["style"] == "gateway"
+
+
+def test_a_proxy_from_the_environment_is_not_used_for_loopback(
+    sb: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a proxy that is not there
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, dead)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    result = ok(run(sb, "txt2img", "fox", "--return-url", "--retries", "0", "-o", "out"))
+    assert Path(result.stdout.strip()).is_file()
+    assert sb.stats()["downloads"] == 1
