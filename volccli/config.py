@@ -352,8 +352,13 @@ def resolve(
     *,
     env: Mapping[str, str] | None = None,
     home: Path | None = None,
+    strict: bool = True,
 ) -> Resolved:
-    """Resolve every setting; ``flags`` maps setting names to values given on argv."""
+    """Resolve every setting; ``flags`` maps setting names to values given on argv.
+
+    ``strict=False`` (for `config show`) turns an incomplete key pair into a note instead
+    of an error, so a half-configured profile can still be looked at.
+    """
     env = os.environ if env is None else env
     home = Path(env.get("HOME") or Path.home()) if home is None else home
     path = config_path(env)
@@ -365,7 +370,8 @@ def resolve(
         name, name_source = env["VOLCCLI_PROFILE"], "env VOLCCLI_PROFILE"
     else:
         name, name_source = DEFAULT_PROFILE, "default"
-    if name_source != "default" and name not in profiles:
+    # The default profile needs no section: naming it explicitly is never an error.
+    if name_source != "default" and name != DEFAULT_PROFILE and name not in profiles:
         known = ", ".join(sorted(profiles)) or "none yet"
         raise ConfigError(
             f"unknown profile {name!r} (from {name_source}; profiles in {path}: {known})",
@@ -391,18 +397,19 @@ def resolve(
             )
         elif setting.default is not None:
             resolved.values[key] = Value(setting.default, "default")
-    _resolve_credentials(resolved, flags, env, section, name, path, home)
+    _resolve_credentials(resolved, env, section, name, path, home, strict=strict)
     return resolved
 
 
 def _resolve_credentials(
     resolved: Resolved,
-    flags: Mapping[str, Any],
     env: Mapping[str, str],
     section: Mapping[str, Any],
     profile: str,
     path: Path,
     home: Path,
+    *,
+    strict: bool,
 ) -> None:
     tiers: list[tuple[Callable[[str], Any], str]] = [
         (lambda key: env.get(SETTINGS[key].env), "env VOLCCLI_ACCESS_KEY/VOLCCLI_SECRET_KEY"),
@@ -413,10 +420,12 @@ def _resolve_credentials(
         if ak or sk:
             if not (ak and sk):
                 missing = "secret_key" if ak else "access_key"
-                raise ConfigError(
-                    f"{source} gives one half of a key pair: {missing} is missing",
-                    f"set both, e.g. `volccli config set {missing}`",
-                )
+                problem = f"{source} gives one half of a key pair: {missing} is missing"
+                fix = f"set it in the same place, e.g. `volccli config set {missing}`"
+                if strict:
+                    raise ConfigError(problem, fix)
+                resolved.notes.append(f"{problem}; {fix}")
+                continue
             resolved.values["access_key"] = Value(str(ak), source)
             resolved.values["secret_key"] = Value(str(sk), source)
             token = lookup("session_token")
