@@ -57,8 +57,12 @@ def choose_mode(resolved: Resolved) -> tuple[Mode, str]:
         return explicit, f"auth = {explicit} ({resolved.source('auth')})"
     has_key = bool(resolved.get("api_key"))
     has_pair = bool(resolved.get("access_key"))
-    if has_key and resolved.get("base_url") and not has_pair:
-        return "gateway", f"an API key ({resolved.source('api_key')}) and a base URL are set"
+    if has_key and not has_pair:
+        # Without a base URL this still means the gateway: the error then names what is
+        # missing (the base URL) instead of claiming no credentials were found.
+        if resolved.get("base_url"):
+            return "gateway", f"an API key ({resolved.source('api_key')}) and a base URL are set"
+        return "gateway", f"an API key is set ({resolved.source('api_key')}) but no base URL"
     if has_pair and not has_key:
         return "official", f"an access key pair is set ({resolved.source('access_key')})"
     if has_key and has_pair:
