@@ -304,6 +304,12 @@ CORE_CASES: list[tuple[str, Setup, ExitCode, list[str]]] = [
         ["no API key", "VOLCCLI_API_KEY", "volccli config set api_key"],
     ),
     (
+        "an API key but no base URL",
+        lambda sb: (["txt2img", "x"], {"VOLCCLI_API_KEY": API_KEY}),
+        ExitCode.CONFIG,
+        ["gateway mode needs a base URL", "VOLCCLI_BASE_URL", "volccli config set base_url"],
+    ),
+    (
         "unknown profile",
         _gateway(["txt2img", "x", "--profile", "nope"]),
         ExitCode.CONFIG,

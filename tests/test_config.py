@@ -102,6 +102,10 @@ def test_unknown_profile_is_refused(home: Path, where: str) -> None:
 
 def test_a_missing_default_profile_is_fine(home: Path) -> None:
     assert resolve({}, env=env_for(home), home=home).profile == "default"
+    # named explicitly, with no config file at all
+    assert resolve({"profile": "default"}, env=env_for(home), home=home).profile == "default"
+    from_env = resolve({}, env=env_for(home, VOLCCLI_PROFILE="default"), home=home)
+    assert from_env.profile_source == "env VOLCCLI_PROFILE"
 
 
 @pytest.mark.parametrize(
