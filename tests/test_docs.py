@@ -29,8 +29,7 @@ MASK_WORDS = ("mask", "edges")  # single-channel inputs
 SKIP: dict[str, str] = {
     "volccli sandbox serve": "serves until stopped",
     "volccli --profile work config show": (
-        "needs the profile the line before it makes, and that profile has an access key "
-        "but no secret key, which `config show` refuses"
+        "needs the profile that the lines before it make; examples run one at a time"
     ),
 }
 # `config set KEY` with no value prompts; the test answers through --stdin instead.

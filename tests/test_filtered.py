@@ -106,11 +106,6 @@ def test_reseed_sends_new_seeds_and_gives_up_after_n(
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the sandbox counts an xN marker per distinct body, so every reseeded body "
-    "(a new seed) is rejected again; it needs to count post-audit markers ignoring the seed",
-)
 def test_reseed_succeeds_and_records_the_new_seed(
     fresh_sandbox: Sandbox,
     tmp_path: Path,

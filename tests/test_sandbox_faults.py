@@ -253,14 +253,15 @@ def test_bad_base64_and_not_image_markers(fresh_sandbox: Sandbox) -> None:
 
 
 def test_trickle_marker_is_slow_but_steady(fresh_sandbox: Sandbox) -> None:
-    fresh_sandbox.configure(trickle_rate=10_000)
+    fresh_sandbox.configure(trickle_rate=3_000)
     started = time.monotonic()
-    # The read timeout (per read) is shorter than the whole answer takes.
-    response = post(fresh_sandbox, marked("trickle"), timeout=0.3)
+    # The read timeout (per read) is shorter than the whole answer takes; it is loose
+    # enough that a loaded machine still sends the first byte in time.
+    response = post(fresh_sandbox, marked("trickle"), timeout=1.0)
     elapsed = time.monotonic() - started
     assert response.json()["code"] == 10000
     assert len(response.content) > 5_000
-    assert elapsed >= len(response.content) / 10_000 * 0.8 > 0.3
+    assert elapsed >= len(response.content) / 3_000 * 0.8 > 1.0
     assert outcomes(fresh_sandbox) == {"trickled": 1}
 
 

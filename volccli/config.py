@@ -352,8 +352,13 @@ def resolve(
     *,
     env: Mapping[str, str] | None = None,
     home: Path | None = None,
+    strict: bool = True,
 ) -> Resolved:
-    """Resolve every setting; ``flags`` maps setting names to values given on argv."""
+    """Resolve every setting; ``flags`` maps setting names to values given on argv.
+
+    ``strict=False`` (for `config show`) turns an incomplete key pair into a note instead
+    of an error, so a half-configured profile can still be looked at.
+    """
     env = os.environ if env is None else env
     home = Path(env.get("HOME") or Path.home()) if home is None else home
     path = config_path(env)
@@ -392,18 +397,19 @@ def resolve(
             )
         elif setting.default is not None:
             resolved.values[key] = Value(setting.default, "default")
-    _resolve_credentials(resolved, flags, env, section, name, path, home)
+    _resolve_credentials(resolved, env, section, name, path, home, strict=strict)
     return resolved
 
 
 def _resolve_credentials(
     resolved: Resolved,
-    flags: Mapping[str, Any],
     env: Mapping[str, str],
     section: Mapping[str, Any],
     profile: str,
     path: Path,
     home: Path,
+    *,
+    strict: bool,
 ) -> None:
     tiers: list[tuple[Callable[[str], Any], str]] = [
         (lambda key: env.get(SETTINGS[key].env), "env VOLCCLI_ACCESS_KEY/VOLCCLI_SECRET_KEY"),
@@ -414,10 +420,12 @@ def _resolve_credentials(
         if ak or sk:
             if not (ak and sk):
                 missing = "secret_key" if ak else "access_key"
-                raise ConfigError(
-                    f"{source} gives one half of a key pair: {missing} is missing",
-                    f"set both, e.g. `volccli config set {missing}`",
-                )
+                problem = f"{source} gives one half of a key pair: {missing} is missing"
+                fix = f"set it in the same place, e.g. `volccli config set {missing}`"
+                if strict:
+                    raise ConfigError(problem, fix)
+                resolved.notes.append(f"{problem}; {fix}")
+                continue
             resolved.values["access_key"] = Value(str(ak), source)
             resolved.values["secret_key"] = Value(str(sk), source)
             token = lookup("session_token")

@@ -21,6 +21,7 @@ from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
 from .. import kinds
+from ..codes import BUSINESS
 from . import synth
 from .config import SandboxConfig, is_loopback_host, parse_latency
 from .faults import (
@@ -57,6 +58,10 @@ from .responses import (
 from .state import ResultStore, Stats, TaskStore
 from .validate import Job, RequestError, fetch_loopback, invalid, logo_of, validate
 from .verify import bearer_ok, check_v4
+
+# Post-generation audit rejections, which a client may answer with a new seed.
+POST_AUDIT_CODES: Final = frozenset(code for code, info in BUSINESS.items()
+                                    if info.retry == "filtered")
 
 # Action -> the one Version it answers to.
 ACTIONS: Final[dict[str, str]] = {
@@ -263,7 +268,26 @@ class Engine:
             return []
         text = call.req.body.decode("utf-8", "replace")
         return [marker for marker in find_markers(text)
-                if self.markers.fires(call.body_sha256, marker)]
+                if self.markers.fires(self._marker_key(call, marker), marker)]
+
+    @staticmethod
+    def _marker_key(call: Call, marker: Marker) -> str:
+        """Which requests count as "the same" for an ``xN`` marker.
+
+        The same body, except for post-generation audit codes: a client answers those
+        by resending with a new seed, so there the seed does not count.
+        """
+        if marker.code not in POST_AUDIT_CODES:
+            return call.body_sha256
+        try:
+            body = json.loads(call.req.body)
+        except ValueError:
+            return call.body_sha256
+        if not isinstance(body, dict):
+            return call.body_sha256
+        body.pop("seed", None)
+        canonical = json.dumps(body, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
     def _early_marker(self, call: Call, markers: list[Marker]) -> Handled | None:
         """Markers answered without doing the work: proxy errors and a relay's 401."""
