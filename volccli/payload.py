@@ -11,9 +11,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import re
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,10 +64,24 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
                 "write --set name=value, e.g. --set scale=0.7 or --set logo_info.add_logo=true",
             )
         try:
-            out[key] = json.loads(raw)
+            out[key] = json.loads(raw, parse_constant=_not_json_number)
+        except _NonFinite:
+            raise InputError(
+                f"--set {item!r}: NaN and Infinity are not JSON numbers",
+                f"give a finite number, or a string: --set '{key}=\"{raw.strip()}\"'",
+            ) from None
         except ValueError:
             out[key] = raw
     return out
+
+
+class _NonFinite(Exception):
+    pass
+
+
+def _not_json_number(name: str) -> Any:
+    # json.loads accepts NaN and Infinity, but json.dumps would then send invalid JSON.
+    raise _NonFinite(name)
 
 
 def parse_control(spec: str, load: Callable[[str, str], ImageInput]) -> Control:
@@ -447,15 +462,11 @@ def encode_body(body: Mapping[str, Any]) -> EncodedBody:
     """Serialize compactly as UTF-8 with each image's base64 written in place."""
     refs = image_refs(body)
     if not refs:
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        data = _compact_json(body).encode()
         return EncodedBody(data, hashlib.sha256(data).hexdigest())
     marker = f"@@volccli-image-{uuid.uuid4().hex}-"
     index = {id(ref): n for n, ref in enumerate(refs)}
-    text = json.dumps(
-        _replace_refs(dict(body), lambda ref: f"{marker}{index[id(ref)]}@@"),
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    text = _compact_json(_replace_refs(dict(body), lambda ref: f"{marker}{index[id(ref)]}@@"))
     pieces = re.split(re.escape(marker) + r"(\d+)@@", text)
     # pieces alternate: text, image number, text, image number, ..., text
     texts = [piece.encode() for piece in pieces[0::2]]
@@ -469,6 +480,34 @@ def encode_body(body: Mapping[str, Any]) -> EncodedBody:
         if n < len(order):
             pos = _write_base64(order[n].image, buffer, pos)
     return EncodedBody(buffer, hashlib.sha256(buffer).hexdigest())
+
+
+def _compact_json(value: Any) -> str:
+    """Compact JSON; NaN and Infinity are refused, as they are not JSON (--no-validate)."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        where = _non_finite(value, "") or "a field"
+        raise InputError(
+            f"{where} is not a finite number, which JSON cannot carry",
+            "give a finite number",
+        ) from None
+
+
+def _non_finite(value: Any, path: str) -> str:
+    """The dotted path of the first NaN or infinity in ``value`` ("" when none)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "the body"
+    items: Iterable[tuple[str, Any]] = ()
+    if isinstance(value, dict):
+        items = ((f"{path}.{key}" if path else str(key), item) for key, item in value.items())
+    elif isinstance(value, list):
+        items = ((f"{path}[{n}]", item) for n, item in enumerate(value))
+    for where, item in items:
+        found = _non_finite(item, where)
+        if found:
+            return found
+    return ""
 
 
 def _write_base64(image: ImageInput, buffer: bytearray, pos: int) -> int:
