@@ -187,6 +187,16 @@ CASES: list[tuple[str, list[str], list[str]]] = [
         ["--set 'bad key=1' is not key=VALUE", "--set name=value"],
     ),
     (
+        "--set Infinity",
+        ["txt2img", "x", "--set", "scale=Infinity"],
+        ["--set 'scale=Infinity'", "not JSON numbers"],
+    ),
+    (
+        "NaN with --no-validate",
+        ["txt2img", "x", "--scale", "nan", "--no-validate"],
+        ["scale is not a finite number"],
+    ),
+    (
         "--set without value",
         ["edit", "good.png", "x", "--set", "scale"],
         ["--set 'scale' is not key=VALUE"],

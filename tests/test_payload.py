@@ -91,6 +91,15 @@ def test_parse_set_refuses_malformed_keys(item: str) -> None:
     assert "key=VALUE" in info.value.message
 
 
+@pytest.mark.parametrize("raw", ["NaN", "Infinity", "-Infinity", "[1, NaN]", '{"a": Infinity}'])
+def test_parse_set_refuses_non_finite_numbers(raw: str) -> None:
+    with pytest.raises(InputError) as info:
+        parse_set([f"scale={raw}"])
+    assert "not JSON numbers" in info.value.message
+    if '"' not in raw:
+        assert parse_set([f'scale="{raw}"']) == {"scale": raw}  # quoted, it is a string
+
+
 # --- parse_control ------------------------------------------------------------------------
 
 
@@ -507,6 +516,23 @@ def test_encode_body_of_a_real_image_matches_the_file(tmp_path: Path) -> None:
     encoded = encode_body({"req_key": "k", "binary_data_base64": [ImageRef(image)]})
     sent = json.loads(bytes(encoded.data))
     assert sent["binary_data_base64"] == [base64.b64encode(path.read_bytes()).decode()]
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({"req_key": "k", "scale": float("nan")}, "scale"),
+        ({"req_key": "k", "logo_info": {"opacity": float("inf")}}, "logo_info.opacity"),
+        (
+            {"req_key": "k", "args": [{"strength": 1.0}, {"strength": -float("inf")}]},
+            "args[1].strength",
+        ),
+    ],
+)
+def test_encode_body_refuses_numbers_json_cannot_carry(body: dict[str, Any], where: str) -> None:
+    with pytest.raises(InputError) as info:
+        encode_body(body)
+    assert info.value.message == f"{where} is not a finite number, which JSON cannot carry"
 
 
 def test_a_file_changed_after_the_check_is_refused(tmp_path: Path) -> None:
