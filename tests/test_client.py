@@ -208,7 +208,7 @@ def test_a_refused_connection_was_not_sent() -> None:
 
 def test_a_read_timeout_may_have_been_billed(fresh_sandbox: Sandbox) -> None:
     body = json.dumps(
-        {"req_key": "high_aes_general_v14", "prompt": "volccli-fault:sleep=1"}
+        {"req_key": "high_aes_general_v14", "prompt": "volccli-fault:sleep=0.5"}
     ).encode()
     with pytest.raises(requests.exceptions.RequestException) as info:
         requests.post(
