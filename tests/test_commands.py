@@ -223,6 +223,16 @@ def test_prompt_from_stdin_and_from_a_file(sb: Sandbox, tmp_path: Path) -> None:
     assert (tmp_path / "txt2img_一只红色的猫_1.png").is_file()
 
 
+def test_a_double_at_sign_is_a_literal_prompt(sb: Sandbox) -> None:
+    ok(run(sb, "txt2img", "@@home, a cosy room", "--seed", "1", "-o", "."))
+    assert last_body(sb)["prompt"] == "@home, a cosy room"
+
+
+def test_watermark_position_by_number(sb: Sandbox) -> None:
+    ok(run(sb, "txt2img", "fox", "--watermark", "--watermark-position", "2", "-o", "."))
+    assert last_body(sb)["logo_info"]["position"] == 2
+
+
 def test_return_url_results_are_downloaded_without_credentials(sb: Sandbox) -> None:
     result = ok(run(sb, "txt2img", "fox", "--return-url", "--seed", "3", "-o", "out"))
     assert last_body(sb)["return_url"] is True

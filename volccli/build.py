@@ -52,24 +52,34 @@ class Stdin:
 
 
 def read_text(value: str, what: str, stdin: Stdin, base_dir: Path | None = None) -> str:
-    """A text argument: '-' reads stdin, @FILE reads a file; invalid UTF-8 is refused."""
+    """A text argument: '-' reads stdin, @FILE reads a file, @@… is a literal '@…';
+    invalid UTF-8 is refused."""
     if value == "-":
-        raw, source = stdin.read(what), "stdin"
-    elif value.startswith("@") and len(value) > 1:
-        path = Path(value[1:]).expanduser()
-        if base_dir is not None and not path.is_absolute():
-            path = base_dir / path
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise InputError(
-                f"{what} {value}: cannot read {path} ({exc.strerror})", "check the path after @"
-            ) from None
-        source = str(path)
-    else:
-        if any("\udc80" <= ch <= "\udcff" for ch in value):
-            raise InputError(f"{what} is not valid UTF-8", "re-type it or pass it with @FILE")
-        return value
+        return _decode(stdin.read(what), what, "stdin")
+    if value.startswith("@") and not value.startswith("@@") and len(value) > 1:
+        return read_file_text(value[1:], what, base_dir, given=value)
+    if value.startswith("@@"):
+        value = value[1:]
+    if any("\udc80" <= ch <= "\udcff" for ch in value):
+        raise InputError(f"{what} is not valid UTF-8", "re-type it or pass it with @FILE")
+    return value
+
+
+def read_file_text(name: str, what: str, base_dir: Path | None = None, *, given: str = "") -> str:
+    """A text file's content; ``given`` is the argument as typed, for messages."""
+    path = Path(name).expanduser()
+    if base_dir is not None and not path.is_absolute():
+        path = base_dir / path
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(
+            f"{what} {given or name}: cannot read {path} ({exc.strerror})", "check the file's path"
+        ) from None
+    return _decode(raw, what, str(path))
+
+
+def _decode(raw: bytes, what: str, source: str) -> str:
     try:
         return raw.decode("utf-8").strip()
     except UnicodeDecodeError:
@@ -81,7 +91,10 @@ def read_text(value: str, what: str, stdin: Stdin, base_dir: Path | None = None)
 def read_json_object(
     value: str, what: str, stdin: Stdin, base_dir: Path | None = None
 ) -> dict[str, Any]:
-    text = read_text(value if value == "-" else f"@{value}", what, stdin, base_dir)
+    if value == "-":
+        text = _decode(stdin.read(what), what, "stdin")
+    else:
+        text = read_file_text(value, what, base_dir)
     try:
         body = json.loads(text)
     except ValueError as exc:

@@ -58,9 +58,14 @@ def template_fields(template: str) -> list[tuple[str, str]]:
             "use {token} placeholders; write {{ and }} for literal braces",
         ) from None
     fields = []
-    for _literal, name, spec, _conversion in parsed:
+    for _literal, name, spec, conversion in parsed:
         if name is None:
             continue
+        if conversion:
+            raise InputError(
+                f"--name token {{{name}!{conversion}}}: conversions are not supported",
+                f"write {{{name}}}",
+            )
         if name not in TOKENS:
             raise InputError(
                 f"--name has an unknown token {{{name}}}",

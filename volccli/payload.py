@@ -128,6 +128,9 @@ def check_field(f: Field, value: Any, *, validate: bool) -> Any:
             return f.choices[value]
         if value in f.choices.values():
             return value
+        wire = {str(v): v for v in f.choices.values()}
+        if isinstance(value, str) and value in wire:  # e.g. --watermark-position 2
+            return wire[value]
         if validate:
             raise InputError(
                 f"{flag} {value!r} is not one of: {', '.join(map(str, f.choices))}",
