@@ -27,7 +27,7 @@ from . import (
     task_cmd,
 )
 from .common import Globals
-from .lazy import lazy_group
+from .lazy import defer_registered, lazy_group
 from .options import GLOBAL_OPTS
 
 app = typer.Typer(
@@ -97,6 +97,8 @@ app.add_typer(task_cmd.app, name="task", rich_help_panel="Pipelines")
 app.add_typer(history_cmd.app, name="history", rich_help_panel="Pipelines")
 doctor_cmd.register(app)
 completion_cmd.register(app)
+# Last: every command registered above is then built only when it is used.
+defer_registered(app)
 
 
 def _usage_error_type() -> type[BaseException]:
