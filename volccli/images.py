@@ -16,11 +16,13 @@ import hashlib
 import io
 import os
 import re
+import struct
 import warnings
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import urlsplit
 
 from .errors import InputError
@@ -399,6 +401,9 @@ def sniff_extension(head: bytes) -> str:
 
 def verify_image_file(path: Path) -> tuple[str, int, int]:
     """Check a written result decodes as an image; return (format, width, height)."""
+    with path.open("rb") as handle:
+        if handle.read(8) == _PNG_SIGNATURE:
+            return "PNG", *_verify_png(handle)
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -410,6 +415,61 @@ def verify_image_file(path: Path) -> tuple[str, int, int]:
     if fmt == "JPEG" and b"\xff\xd9" not in _tail(path, 1024):
         raise ValueError("truncated JPEG")
     return fmt, width, height
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Bit depths allowed for each PNG colour type (the PNG specification, table 11.1).
+_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+_PNG_CHUNK_TYPE = re.compile(rb"\w{4}")
+
+
+def _verify_png(handle: BinaryIO) -> tuple[int, int]:
+    """Walk a PNG's chunks after the signature, checking every CRC; return its size.
+
+    The checks of Pillow's open() and verify() (a sane IHDR first, chunk types, every
+    CRC up to IEND, image data present), in 1 MB reads: results can carry chunks of
+    many megabytes, which Pillow would read whole, and Pillow need not be imported.
+    """
+    size: tuple[int, int] | None = None
+    seen_data = False
+    while True:
+        header = handle.read(8)
+        if len(header) < 8:
+            raise ValueError("not a valid image (truncated PNG file)")
+        length, kind = struct.unpack(">I4s", header)
+        if not _PNG_CHUNK_TYPE.fullmatch(kind):
+            raise ValueError(f"not a valid image (broken PNG file, chunk {kind!r})")
+        if kind == b"IEND":
+            if size is None or not seen_data:
+                raise ValueError("not a valid image (PNG without image data)")
+            return size
+        crc = zlib.crc32(kind)
+        remaining = length
+        first = b""
+        while remaining:
+            piece = handle.read(min(remaining, _HASH_CHUNK))
+            if not piece:
+                raise ValueError("not a valid image (truncated PNG file)")
+            if not first:
+                first = piece[:13]
+            crc = zlib.crc32(piece, crc)
+            remaining -= len(piece)
+        stored = handle.read(4)
+        if len(stored) < 4 or struct.unpack(">I", stored)[0] != crc & 0xFFFFFFFF:
+            raise ValueError(f"not a valid image (broken PNG file, bad CRC in {kind!r})")
+        if size is None:
+            size = _png_header(kind, length, first)
+        elif kind == b"IDAT":
+            seen_data = True
+
+
+def _png_header(kind: bytes, length: int, data: bytes) -> tuple[int, int]:
+    if kind != b"IHDR" or length < 13:
+        raise ValueError("not a valid image (PNG does not start with its header)")
+    width, height, depth, colour, _, filtering, _ = struct.unpack(">IIBBBBB", data[:13])
+    if depth not in _PNG_DEPTHS.get(colour, ()) or filtering or not width or not height:
+        raise ValueError("not a valid image (unsupported PNG header)")
+    return width, height
 
 
 def stdin_bytes() -> bytes:
