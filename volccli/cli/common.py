@@ -6,7 +6,6 @@ Heavy modules (requests, Pillow, the sandbox) are imported inside functions so t
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -66,6 +65,8 @@ def reported(ui: UI, *, json_errors: bool = False) -> Iterator[None]:
 
 
 def print_json(record: Mapping[str, Any]) -> None:
+    import json  # here, not at the top: every start imports this module
+
     sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
     sys.stdout.flush()
 

@@ -1,7 +1,6 @@
 """`volccli config set|get|show|unset|path`: the config file and where each value comes from."""
 
-# No `from __future__ import annotations`: Typer would have to compile and evaluate every
-# string annotation each time the command tree is built, on every start.
+from __future__ import annotations
 
 import os
 import sys

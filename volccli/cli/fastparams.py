@@ -22,8 +22,9 @@ from typing import Any, get_args, get_origin
 
 # Literals that int() / float() read exactly as pydantic's lax mode does; length-capped
 # so int() never meets its digit limit and every integer fits pydantic's native i64.
-_INT = re.compile(r"[+-]?[0-9]{1,18}")
-_FLOAT = re.compile(r"[+-]?(?:[0-9]{1,30}\.?[0-9]{0,30}|\.[0-9]{1,30})(?:[eE][+-]?[0-9]{1,3})?")
+# Compiled by re on first use (and cached there), not on every start.
+_INT = r"[+-]?[0-9]{1,18}"
+_FLOAT = r"[+-]?(?:[0-9]{1,30}\.?[0-9]{0,30}|\.[0-9]{1,30})(?:[eE][+-]?[0-9]{1,3})?"
 
 
 class _Declined:
@@ -58,14 +59,14 @@ def _leaf(annotation: Any, info: Any, value: Any) -> Any:
     if annotation is str:
         return value if type(value) is str else DECLINED
     if annotation is int:
-        if type(value) is str and _INT.fullmatch(value):
+        if type(value) is str and re.fullmatch(_INT, value):
             number: Any = int(value)
         elif type(value) is int:
             number = value
         else:
             return DECLINED
     elif annotation is float:
-        if (type(value) is str and _FLOAT.fullmatch(value)) or type(value) in (int, float):
+        if (type(value) is str and re.fullmatch(_FLOAT, value)) or type(value) in (int, float):
             number = float(value)
         else:
             return DECLINED

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated, Any
 
@@ -76,6 +75,8 @@ def _line(row: dict[str, Any]) -> str:
         prompt = prompt[:39] + "…"
     outputs = row.get("outputs") or []
     paths = " ".join(str(item.get("path")) for item in outputs if isinstance(item, dict))
+    import json  # here, not at the top: every start imports this module
+
     parts = [
         time_text,
         f"{outcome:<10}",

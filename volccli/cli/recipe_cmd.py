@@ -9,7 +9,6 @@ recorded SHA-256, optionally varied with --seed and --set.
 from __future__ import annotations
 
 import inspect as pyinspect
-import json
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -134,6 +133,8 @@ def render(found: Mapping[str, Any], where: str) -> str:
     for key in ("rephraser_result", "predict_tags_result", "vlm_result"):
         add(key.replace("_result", ""), found.get(key))
     lines.append("  body:")
+    import json  # here, not at the top: every start imports this module
+
     text = json.dumps(body, ensure_ascii=False, indent=2)
     lines += [f"    {line}" for line in text.splitlines()]
     return "\n".join(lines)

@@ -4,8 +4,7 @@ The sandbox package (and Pillow) is imported inside the command, so `volccli --h
 stays fast. The option defaults repeat SandboxConfig's; a test keeps them equal.
 """
 
-# No `from __future__ import annotations`: Typer would have to compile and evaluate every
-# string annotation each time the command tree is built, on every start.
+from __future__ import annotations
 
 import contextlib
 import signal

@@ -6,7 +6,6 @@ done, then writes its images like any command (names, --on-exists, sidecars, his
 
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated, Any
 
 import typer
@@ -174,6 +173,8 @@ def wait_command(
         body: dict[str, Any] = {"req_key": req_key}
         if return_url:
             body["return_url"] = True
+        import hashlib  # here, not at the top: every start imports this module
+
         identity = hashlib.sha256(f"task:{req_key}:{task_id}".encode()).hexdigest()
         job = Job(request, 0, body, identity)
         if spec.folder is not None:
