@@ -9,7 +9,6 @@ can only fail.
 
 from __future__ import annotations
 
-import configparser
 import json
 import os
 import stat
@@ -22,10 +21,15 @@ from typing import Any, Final
 from .auth import DEFAULT_REGION, mask
 from .errors import ConfigError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # tomllib is 3.11+; volccli supports 3.10
-    import tomli as tomllib
+
+def _tomllib() -> Any:
+    """The TOML parser, imported only once there is a file to parse (most runs have none)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # tomllib is 3.11+; volccli supports 3.10
+        import tomli as tomllib
+    return tomllib
+
 
 DEFAULT_PROFILE: Final = "default"
 DEFAULT_ENDPOINT: Final = "https://visual.volcengineapi.com"
@@ -137,6 +141,7 @@ def read_config(path: Path) -> dict[str, Any]:
         raise ConfigError(
             f"cannot read {path} ({exc})", "fix its permissions or delete it"
         ) from None
+    tomllib = _tomllib()
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -255,6 +260,8 @@ def _volc_credentials_file(
     path = home / ".volc" / "credentials"
     if not path.exists():
         return None
+    import configparser  # here: only for this file, which few people have
+
     parser = configparser.ConfigParser()
     try:
         parser.read_string(path.read_text(encoding="utf-8"))
