@@ -13,7 +13,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
@@ -206,7 +206,7 @@ def read_limited(
     chunks: list[bytes] = []
     size = 0
     try:
-        for chunk in response.iter_content(_READ_CHUNK):
+        for chunk in arriving(response, _READ_CHUNK):
             chunks.append(chunk)
             size += len(chunk)
             if size > limit:
@@ -226,6 +226,30 @@ def read_limited(
     finally:
         response.close()
     return b"".join(chunks)
+
+
+def arriving(response: requests.Response, size: int) -> Iterator[bytes]:
+    """The body in pieces of at most ``size`` bytes, each as soon as it has arrived.
+
+    ``iter_content`` waits until a whole piece is in, so an answer that trickles in
+    slowly would never reach the caller's deadline check; ``read1`` returns what is there.
+    Transport failures come out as the exceptions ``iter_content`` raises.
+    """
+    read1 = getattr(response.raw, "read1", None)
+    if read1 is None:
+        yield from response.iter_content(size)
+        return
+    try:
+        while chunk := read1(size, decode_content=True):
+            yield chunk
+    except urllib3.exceptions.ProtocolError as exc:
+        raise requests.exceptions.ChunkedEncodingError(exc) from None
+    except urllib3.exceptions.DecodeError as exc:
+        raise requests.exceptions.ContentDecodingError(exc) from None
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.exceptions.ConnectionError(exc) from None
+    except urllib3.exceptions.SSLError as exc:
+        raise requests.exceptions.SSLError(exc) from None
 
 
 def transport_error(exc: requests.exceptions.RequestException, timeout: float) -> VolccliError:

@@ -136,7 +136,7 @@ def download(
 def _fetch(url: str, path: Path, *, timeout: float, connect_timeout: float, max_bytes: int) -> None:
     import requests
 
-    from .client import environment_settings, new_session
+    from .client import arriving, environment_settings, new_session
 
     deadline = time.monotonic() + timeout
     with new_session() as session:
@@ -176,7 +176,7 @@ def _fetch(url: str, path: Path, *, timeout: float, connect_timeout: float, max_
             size = 0
             try:
                 with path.open("wb") as handle:
-                    for chunk in response.iter_content(_CHUNK):
+                    for chunk in arriving(response, _CHUNK):
                         size += len(chunk)
                         if size > max_bytes:
                             raise NetworkError(
