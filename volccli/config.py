@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from .auth import DEFAULT_REGION, mask
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 
 
 def _tomllib() -> Any:
@@ -393,9 +393,8 @@ def resolve(
         if key in CREDENTIAL_KEYS:
             continue
         if flags.get(key) is not None:
-            resolved.values[key] = Value(
-                coerce(setting, flags[key]), f"flag --{key.replace('_', '-')}"
-            )
+            flag = f"--{key.replace('_', '-')}"
+            resolved.values[key] = Value(_flag_value(setting, flag, flags[key]), f"flag {flag}")
         elif env.get(setting.env):
             resolved.values[key] = Value(coerce(setting, env[setting.env]), f"env {setting.env}")
         elif key in section:
@@ -406,6 +405,19 @@ def resolve(
             resolved.values[key] = Value(setting.default, "default")
     _resolve_credentials(resolved, env, section, name, path, home, strict=strict)
     return resolved
+
+
+def _flag_value(setting: Setting, flag: str, raw: Any) -> Any:
+    """A bad value typed on the command line is a usage error (exit 2), not a config one."""
+    try:
+        return coerce(setting, raw)
+    except ConfigError as error:
+        raise InputError(
+            f"{flag} {raw!r} is not a valid {setting.type.__name__}"
+            if not setting.choices
+            else f"{flag} {raw!r} is not one of {', '.join(setting.choices)}",
+            error.hint.replace(f"set {setting.name} to", f"give {flag}"),
+        ) from None
 
 
 def _resolve_credentials(

@@ -113,7 +113,8 @@ def fail(name: str, error: VolccliError, fix: str = "", exit_code: int | None = 
 def unresolved(error: VolccliError, path: Path) -> Report:
     """The settings could not be resolved at all (a malformed config, an unknown profile)."""
     report = Report()
-    report.add(fail("config", error, exit_code=int(ExitCode.CONFIG)))
+    # A bad flag value is a usage error (2); a malformed config or unknown profile is 3.
+    report.add(fail("config", error, exit_code=int(error.exit_code)))
     for problem in file_mode_problems(path):
         report.add(_permission_check(problem))
     return report

@@ -173,7 +173,17 @@ def row_options(
         if key == "output_dir":
             if not isinstance(value, str) or not value.strip():
                 raise InputError("output_dir must be a folder name", 'e.g. "output_dir": "banners"')
-            options["output_dir"] = str(batch_out / Path(value).expanduser())
+            # A row's folder stays inside -o: no absolute path, no home folder, no '..'.
+            if (
+                value.startswith(("/", "\\", "~"))
+                or re.match(r"^[A-Za-z]:", value)
+                or ".." in re.split(r"[/\\]", value)
+            ):
+                raise InputError(
+                    f"output_dir {value!r} is outside the output folder",
+                    'give a folder inside -o, e.g. "output_dir": "banners"',
+                )
+            options["output_dir"] = str(batch_out / value)
             continue
         if key == "count":
             try:

@@ -90,6 +90,10 @@ def check_template(template: str) -> None:
             f"--name {template!r} is an absolute path",
             "names are relative to --output-dir; set the folder with -o",
         )
+    if re.search(r"[\x00-\x1f\x7f]", template):
+        raise InputError(
+            f"--name {template!r} has a control character", "use printable characters only"
+        )
     if any(part == ".." for part in re.split(r"[/\\]", template)):
         raise InputError(
             f"--name {template!r} climbs out of the output folder with '..'",
@@ -208,14 +212,51 @@ def _file_mode() -> int:
     return 0o666 & ~mask
 
 
+TEMP_PREFIX = ".volccli-"
+
+
 def temp_file(folder: Path, suffix: str = ".part") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=".volccli-", suffix=suffix, dir=folder)
+    # The pid in the name tells a later run the leftovers of a killed writer from the
+    # files of one still running (see sweep_stale_temps).
+    fd, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=suffix, dir=folder)
     try:
         os.fchmod(fd, _file_mode())
     finally:
         os.close(fd)
     return Path(name)
+
+
+def sweep_stale_temps(folder: Path) -> int:
+    """Remove the temp files of writers that are gone (killed mid-write); return how many.
+
+    A batch calls this when it resumes, so a kill -9 leaves nothing behind for good.
+    """
+    if os.name != "posix" or not folder.is_dir():
+        return 0
+    removed = 0
+    for path in folder.rglob(f"{TEMP_PREFIX}*.part"):
+        pid = path.name[len(TEMP_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            path.unlink()
+        except OSError:
+            continue
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process, or no way to tell: leave its files alone
+        return True
+    return True
 
 
 def write_temp(folder: Path, data: bytes) -> Path:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .client import ApiClient, Envelope, Event, no_event
-from .errors import ApiRefusedError, NetworkError
+from .errors import ApiRefusedError, InputError, NetworkError
 from .kinds import DEFAULT_VERSION, RESULT_ACTION, SUBMIT_ACTION
 from .payload import encode_body
 
@@ -29,6 +29,14 @@ class PollPolicy:
     factor: float = 1.5
     max_interval: float = 15.0
     timeout: float = 900.0  # give up waiting after this long
+
+    def __post_init__(self) -> None:
+        # Checked where the options are read, before a task is submitted (and billed).
+        if not (self.interval > 0 and self.timeout > 0):
+            raise InputError(
+                "--poll-interval and --wait-timeout must be above 0",
+                "e.g. --poll-interval 3 --wait-timeout 900",
+            )
 
 
 def split_body(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -185,6 +185,8 @@ def _run(options: dict[str, Any], session: Session, ui: UI) -> int:
     from ..build import Stdin
     from ..errors import InputError
     from ..jobs import plan_batch
+    from ..runner import FilterPolicy
+    from ..tasks import PollPolicy
 
     workers = int(_setting(options, session, "jobs"))
     qps = float(_setting(options, session, "qps"))
@@ -192,6 +194,9 @@ def _run(options: dict[str, Any], session: Session, ui: UI) -> int:
         raise InputError(f"--jobs {workers} must be at least 1", "e.g. -j 4")
     if qps < 0:
         raise InputError(f"--qps {qps:g} must be 0 (no limit) or more", "e.g. --qps 2")
+    # Checked now: the runners are made only after the journal is created.
+    PollPolicy(options["poll_interval"], timeout=options["wait_timeout"])
+    FilterPolicy.parse(options["on_filtered"])
     out = _setting(options, session, "output_dir") or "."
     if out == "-":
         raise InputError(
@@ -206,12 +211,17 @@ def _run(options: dict[str, Any], session: Session, ui: UI) -> int:
     jobs, problems = plan_batch(batch, defaults, session.resolved, batch_out, stdin, notes)
     for note in dict.fromkeys(notes):
         ui.note(f"note: {note}")
+    if len(problems) == 1 and not options["keep_going"]:
+        # One bad row is one line, like any other bad input.
+        raise InputError(
+            f"{batch.label}:{problems[0].line}: {problems[0].message}; nothing was sent",
+            "fix it, or use --keep-going to send the valid rows",
+        )
     for problem in problems:
         ui.plain(f"volccli: error: {batch.label}:{problem.line}: {problem.message}")
     if problems and not options["keep_going"]:
-        rows = "row is" if len(problems) == 1 else "rows are"
         raise InputError(
-            f"{len(problems)} {rows} invalid in {batch.label}; nothing was sent",
+            f"{len(problems)} rows are invalid in {batch.label}; nothing was sent",
             "fix them, or use --keep-going to send the valid rows",
         )
     if options["dry_run"]:
@@ -238,7 +248,7 @@ def _execute(
     from ..errors import InputError
     from ..jobs import resume
     from ..journal import JOURNAL_NAME, Journal
-    from ..output import ensure_folder
+    from ..output import ensure_folder, sweep_stale_temps
     from ..ratelimit import AdaptiveLimiter
 
     started = time.monotonic()
@@ -253,6 +263,10 @@ def _execute(
     client = _client(session, limiter, workers)
     journal = Journal.open(journal_path, label)
     try:
+        # The journal's lock is held: temp files of a killed earlier run can go.
+        swept = sweep_stale_temps(batch_out)
+        if swept:
+            ui.detail(f"removed {swept} temp file(s) left by an interrupted run")
         resume(jobs, journal, force=options["force"])
         reporter = Reporter(
             ui,

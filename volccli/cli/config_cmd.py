@@ -101,6 +101,11 @@ def set_command(
             raise InputError(
                 f"empty value for {key}", "give a value, or use `volccli config unset`"
             )
+        if key in ("base_url", "endpoint"):
+            from ..connection import check_base_url
+
+            # Stored as given, but a value every later command would refuse is refused now.
+            check_base_url(value, key, "the command line")
         name = _profile(ctx, profile)
         path = config_path()
         set_value(path, name, key, value)

@@ -38,6 +38,17 @@ def _session_flags(ctx: typer.Context) -> tuple[dict[str, Any], Any]:
     return {opt.param: merged.get(opt.param) for opt in CONNECTION_OPTS}, make_ui(merged)
 
 
+def _check_ref(req_key: str, task_id: str) -> None:
+    """An empty REQ_KEY or TASK_ID is refused here rather than sent."""
+    from ..errors import InputError
+
+    for name, value in (("REQ_KEY", req_key), ("TASK_ID", task_id)):
+        if not value.strip():
+            raise InputError(
+                f"{name} is empty", "give the req_key and task id that --async printed"
+            )
+
+
 @app.command("get")
 @with_global_options
 def get(ctx: typer.Context, req_key: ReqKey, task_id: TaskId, json_out: Json = False) -> None:
@@ -46,6 +57,7 @@ def get(ctx: typer.Context, req_key: ReqKey, task_id: TaskId, json_out: Json = F
     with reported(ui, json_errors=json_out), Session(ui, flags) as session:
         from ..tasks import wait
 
+        _check_ref(req_key, task_id)
         envelope = wait(session.client(), req_key, task_id, {}, once=True)
         data = dict(envelope.data)
         status = str(data.get("status") or "")
@@ -164,6 +176,7 @@ def wait_command(
         from ..ui import event_printer
         from .generate import recorder, report
 
+        _check_ref(req_key, task_id)
         if poll_interval <= 0 or wait_timeout <= 0:
             raise InputError("--poll-interval and --wait-timeout must be above 0", "e.g. 3")
         spec = output_spec(options, session.resolved, 1)
