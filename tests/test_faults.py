@@ -1,0 +1,364 @@
+"""Fault injection end to end: each fault gets the right retry decision and exit code,
+leaves no partial file, is billed as often as the retry decision implies (never twice
+unless asked), and leaves a batch journal that a rerun can finish from."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import listing, run_cli
+from tests.helpers_pipelines import PYTHON, subprocess_env, write_jsonl
+from tests.helpers_proof import (
+    check_journal,
+    images,
+    journal_records,
+    outcomes,
+    recent_for,
+    stray_files,
+    wait_idle,
+)
+from volccli.errors import ExitCode
+from volccli.journal import JOURNAL_NAME
+from volccli.sandbox import API_KEY, Sandbox
+
+RETRY_SERVER = ["--retry-server-errors", "--retries", "1"]
+
+
+@dataclass(frozen=True)
+class Fault:
+    marker: str
+    args: list[str]
+    exit_code: ExitCode
+    seen: dict[str, int]  # what the sandbox answered this one body, outcome -> count
+    billed: int  # how often that body was charged
+    stderr: list[str] = field(default_factory=list)  # words of the final error line
+
+
+FAULTS: dict[str, Fault] = {
+    "read timeout": Fault(
+        "sleep=0.6",
+        ["--timeout", "0.2"],
+        ExitCode.NETWORK,
+        {"ok": 1},
+        1,
+        ["no answer within --timeout 0.2s", "may have been billed", "--retry-server-errors"],
+    ),
+    "read timeout, resent when asked": Fault(
+        "sleep=0.6x1", ["--timeout", "0.2", *RETRY_SERVER], ExitCode.OK, {"ok": 2}, 2
+    ),
+    "50429 once": Fault("50429x1", [], ExitCode.OK, {"50429": 1, "ok": 1}, 1),
+    "50430 twice": Fault("50430x2", ["--retries", "2"], ExitCode.OK, {"50430": 2, "ok": 1}, 1),
+    "50429 beyond --retries": Fault(
+        "50429", ["--retries", "1"], ExitCode.RATE_LIMITED, {"50429": 2}, 0, ["50429"]
+    ),
+    "50430 with no retries": Fault(
+        "50430", ["--retries", "0"], ExitCode.RATE_LIMITED, {"50430": 1}, 0, ["50430"]
+    ),
+    "50500": Fault(
+        "50500", [], ExitCode.NETWORK, {"50500": 1}, 0, ["50500", "--retry-server-errors"]
+    ),
+    "50500, resent when asked": Fault(
+        "50500x1", RETRY_SERVER, ExitCode.OK, {"50500": 1, "ok": 1}, 1
+    ),
+    "502 from the relay": Fault("502", [], ExitCode.NETWORK, {"http_502": 1}, 0, ["HTTP 502"]),
+    "502, resent when asked": Fault(
+        "502x1", RETRY_SERVER, ExitCode.OK, {"http_502": 1, "ok": 1}, 1
+    ),
+    "503 from the relay": Fault("503", [], ExitCode.NETWORK, {"http_503": 1}, 0, ["HTTP 503"]),
+    "503, resent when asked": Fault(
+        "503x1", RETRY_SERVER, ExitCode.OK, {"http_503": 1, "ok": 1}, 1
+    ),
+    "dropped connection": Fault(
+        "drop", [], ExitCode.NETWORK, {"dropped": 1}, 1, ["may have been billed"]
+    ),
+    "truncated body": Fault(
+        "truncate", [], ExitCode.NETWORK, {"truncated": 1}, 1, ["may have been billed"]
+    ),
+    "malformed JSON": Fault(
+        "malformed-json", [], ExitCode.NETWORK, {"malformed_json": 1}, 1, ["not a JSON object"]
+    ),
+    "invalid base64": Fault(
+        "bad-base64", [], ExitCode.NETWORK, {"bad_base64": 1}, 1, ["not valid base64"]
+    ),
+    "expired result URL": Fault(
+        "expired-url",
+        ["--return-url"],
+        ExitCode.NETWORK,
+        {"expired_url": 1},
+        1,
+        ["expired", "without --return-url"],
+    ),
+    "slow trickle past --timeout": Fault(
+        "trickle", ["--timeout", "0.5"], ExitCode.NETWORK, {"trickled": 1}, 1, ["too slowly"]
+    ),
+}
+
+
+def _gap(first: dict[str, object], second: dict[str, object]) -> float:
+    """Seconds between two requests in the sandbox's ``recent`` list."""
+    start = datetime.fromisoformat(str(first["time"]))
+    end = datetime.fromisoformat(str(second["time"]))
+    return (end - start).total_seconds()
+
+
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_a_fault_gets_its_retry_decision_and_exit_code(
+    fresh_sandbox: Sandbox, tmp_path: Path, name: str
+) -> None:
+    fault = FAULTS[name]
+    out = tmp_path / "out"
+    prompt = f"fault {name} volccli-fault:{fault.marker}"
+    started = time.monotonic()
+    result = run_cli(
+        ["txt2img", prompt, "-o", out, "--base-url", fresh_sandbox.base_url, *fault.args],
+        env={"VOLCCLI_API_KEY": API_KEY},
+    )
+    elapsed = time.monotonic() - started
+    stats = wait_idle(fresh_sandbox)
+
+    assert result.exit_code == fault.exit_code, result.stderr
+    assert "Traceback" not in result.stderr
+    assert outcomes(stats) == fault.seen
+    seen = recent_for(stats, prompt)
+    assert len(seen) == sum(fault.seen.values())
+    # Every attempt sent the same body, and it was charged as the decision implies.
+    assert len({json.dumps(entry["body"], sort_keys=True) for entry in seen}) == 1
+    assert stats["billed"] == fault.billed
+    assert sorted(stats["billed_by_body"].values()) == ([fault.billed] if fault.billed else [])
+    assert stray_files(out) == []
+    if fault.exit_code == ExitCode.OK:
+        (image,) = images(out)
+        assert listing(out) == [image.name, f"{image.name}.json"]
+        assert result.stdout.strip() == str(image)
+    else:
+        assert listing(out) == []
+        assert result.stdout == ""
+        last = result.stderr_lines[-1]
+        assert last.startswith("volccli: error: ")
+        for word in fault.stderr:
+            assert word in last, (word, last)
+    if "50429" in fault.seen or "50430" in fault.seen:
+        # Retry-After: 1 from the sandbox is honoured: no resend before a second is up.
+        assert all(_gap(a, b) >= 0.95 for a, b in itertools.pairwise(seen))
+    if name == "slow trickle past --timeout":
+        assert elapsed < 5  # the whole answer would take about a minute
+
+
+def test_an_expired_url_leaves_no_partial_download(fresh_sandbox: Sandbox, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    result = run_cli(
+        [
+            "txt2img",
+            "link volccli-fault:expired-url",
+            "-o",
+            out,
+            "--name",
+            "sub/{seed}",
+            "--return-url",
+            "--base-url",
+            fresh_sandbox.base_url,
+        ],
+        env={"VOLCCLI_API_KEY": API_KEY},
+    )
+    assert result.exit_code == ExitCode.NETWORK, result.stderr
+    stats = fresh_sandbox.stats()
+    assert stats["downloads"] == 1 and stats["images_served"] == 0
+    assert listing(out) == [] and stray_files(out) == []
+
+
+# --- the same faults in a batch: the journal, and a rerun that finishes the job -------------
+
+# Rows that fail on the first run with the default retry policy and succeed when sent
+# again (each marker fires only the first time(s) the same body is seen).
+BATCH_FAULTS: dict[str, tuple[dict[str, object], ExitCode, bool]] = {
+    # marker -> extra row fields, the job's exit code, billed on the first run
+    "sleep=1.2x1": ({}, ExitCode.NETWORK, True),
+    "tricklex1": ({}, ExitCode.NETWORK, True),
+    "50429x2": ({}, ExitCode.RATE_LIMITED, False),
+    "50500x1": ({}, ExitCode.NETWORK, False),
+    "502x1": ({}, ExitCode.NETWORK, False),
+    "503x1": ({}, ExitCode.NETWORK, False),
+    "dropx1": ({}, ExitCode.NETWORK, True),
+    "truncatex1": ({}, ExitCode.NETWORK, True),
+    "malformed-jsonx1": ({}, ExitCode.NETWORK, True),
+    "bad-base64x1": ({}, ExitCode.NETWORK, True),
+    "expired-urlx1": ({"return_url": True}, ExitCode.NETWORK, True),
+}
+GOOD_ROWS = 4
+
+
+def test_faults_in_a_batch_keep_the_journal_true_and_a_rerun_finishes_only_them(
+    fresh_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    fresh_sandbox.configure(recent_limit=500)
+    rows: list[dict[str, object]] = [
+        {"command": "txt2img", "prompt": f"good {n}", "name": f"good{n}"} for n in range(GOOD_ROWS)
+    ]
+    for key, (extra, _, _) in BATCH_FAULTS.items():
+        rows.append(
+            {
+                "command": "txt2img",
+                "prompt": f"bad volccli-fault:{key}",
+                "name": f"bad-{key}",
+                **extra,
+            }
+        )
+    jobs = write_jsonl(tmp_path / "jobs.jsonl", rows)
+    out = tmp_path / "out"
+    args = ["batch", jobs, "-o", out, "--name", "{name}", "-j", "4", "--qps", "0"]
+    args += ["--timeout", "0.5", "--retries", "1"]
+    env = {"VOLCCLI_API_KEY": API_KEY, "VOLCCLI_BASE_URL": fresh_sandbox.base_url}
+
+    first = run_cli([*args, "--json"], env=env)
+    assert first.exit_code == ExitCode.BATCH_FAILED, first.stderr
+    assert "Traceback" not in first.stderr
+    *records, summary = first.json_lines()
+    by_prompt = {rows[r["row"] - 1]["prompt"]: r for r in records}
+    assert summary["summary"]["ok"] == GOOD_ROWS
+    assert summary["summary"]["failed"] == len(BATCH_FAULTS)
+    for key, (_, code, _) in BATCH_FAULTS.items():
+        record = by_prompt[f"bad volccli-fault:{key}"]
+        assert record["status"] == "failed" and record["exit_code"] == code, record
+    stats = wait_idle(fresh_sandbox)
+    billed_first = sum(1 for _, _, billed in BATCH_FAULTS.values() if billed) + GOOD_ROWS
+    assert stats["billed"] == billed_first
+    assert stray_files(out) == []
+    assert sorted(p.name for p in images(out)) == [f"good{n}.png" for n in range(GOOD_ROWS)]
+
+    journal = out / JOURNAL_NAME
+    steps = check_journal(journal)
+    assert sorted(Counter(tuple(s) for s in steps.values()).items()) == [
+        (("start", "done"), GOOD_ROWS),
+        (("start", "failed"), len(BATCH_FAULTS)),
+    ]
+    requests_first = len(stats["recent"])
+
+    second = run_cli([*args, "--json"], env=env)
+    assert second.exit_code == ExitCode.OK, second.stderr
+    *records, summary = second.json_lines()
+    assert Counter(r["status"] for r in records) == {
+        "skipped": GOOD_ROWS,
+        "ok": len(BATCH_FAULTS),
+    }
+    stats = wait_idle(fresh_sandbox)
+    # Exactly the failed jobs were sent again, once each, and paid for once each.
+    assert len(stats["recent"]) - requests_first == len(BATCH_FAULTS)
+    assert stats["billed"] == billed_first + len(BATCH_FAULTS)
+    for n in range(GOOD_ROWS):
+        (entry,) = recent_for(stats, f'"good {n}"')
+        assert entry["billed"]
+    steps = check_journal(journal)
+    assert sorted(Counter(tuple(s) for s in steps.values()).items()) == [
+        (("start", "done"), GOOD_ROWS),
+        (("start", "failed", "start", "done"), len(BATCH_FAULTS)),
+    ]
+    written = images(out)
+    assert len(written) == GOOD_ROWS + len(BATCH_FAULTS)
+    assert all(Path(f"{path}.json").is_file() for path in written)
+    assert not [p for p in written if p.stem.endswith("-1")]
+    assert stray_files(out) == []
+
+
+# --- kill -9 in the middle of 200 jobs ------------------------------------------------------
+
+KILL_JOBS = 200
+KILL_WORKERS = 8
+
+
+def test_kill_9_in_a_200_job_batch_then_rerun_writes_each_output_once(
+    fresh_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    rows = [{"command": "txt2img", "prompt": f"load {n}", "name": f"n{n:03d}"} for n in range(200)]
+    jobs = write_jsonl(tmp_path / "jobs.jsonl", rows)
+    out = tmp_path / "out"
+    journal = out / JOURNAL_NAME
+    args = ["batch", str(jobs), "-o", str(out), "--name", "{name}", "-j", str(KILL_WORKERS)]
+    args += ["--qps", "0"]
+    env = subprocess_env()
+    env.update(VOLCCLI_API_KEY=API_KEY, VOLCCLI_BASE_URL=fresh_sandbox.base_url)
+    fresh_sandbox.configure(latency=0.05)
+    child = subprocess.Popen(
+        [PYTHON, "-m", "volccli", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and child.poll() is None:
+            if journal.exists() and journal.read_text().count('"type": "done"') >= 60:
+                break
+            time.sleep(0.01)
+        assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(10)
+        if child.stderr:
+            child.stderr.close()
+    assert child.returncode == -signal.SIGKILL
+    finished = {r["key"] for r in journal_records(journal) if r["type"] == "done"}
+    assert 60 <= len(finished) < KILL_JOBS
+    check_journal(journal, allow_open=KILL_WORKERS)
+    fresh_sandbox.configure(latency=0)
+    wait_idle(fresh_sandbox)  # requests in flight at the kill are still billed
+    billed_first = fresh_sandbox.stats()["billed"]
+
+    rerun = run_cli(
+        [*args, "--json"],
+        env={"VOLCCLI_API_KEY": API_KEY, "VOLCCLI_BASE_URL": fresh_sandbox.base_url},
+    )
+    assert rerun.exit_code == 0, rerun.stderr
+    *_, summary = rerun.json_lines()
+    assert summary["summary"]["ok"] + summary["summary"]["skipped"] == KILL_JOBS
+    assert summary["summary"]["skipped"] >= len(finished)
+
+    written = images(out)
+    assert [p.name for p in written] == [f"n{n:03d}.png" for n in range(KILL_JOBS)]
+    assert all(Path(f"{p}.json").is_file() for p in written)
+    assert stray_files(out) == []
+    prompts = Counter(json.loads(Path(f"{p}.json").read_text())["body"]["prompt"] for p in written)
+    assert prompts == Counter(f"load {n}" for n in range(KILL_JOBS))
+
+    stats = wait_idle(fresh_sandbox)
+    assert stats["billed"] <= KILL_JOBS + KILL_WORKERS
+    # A job finished before the kill was not sent again.
+    assert stats["billed"] - billed_first <= KILL_JOBS - len(finished)
+    twice = [count for count in stats["billed_by_body"].values() if count > 1]
+    assert len(twice) <= KILL_WORKERS and max(twice, default=1) == 2
+    steps = check_journal(journal, allow_open=KILL_WORKERS)
+    assert len(steps) == KILL_JOBS
+    assert all(sequence[-1] == "done" for sequence in steps.values())
+    assert all(sequence.count("done") == 1 for sequence in steps.values())
+
+
+def test_a_resumed_batch_removes_temp_files_of_a_killed_writer_only(
+    fresh_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    jobs = write_jsonl(tmp_path / "jobs.jsonl", [{"command": "txt2img", "prompt": "sweep"}])
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    gone = subprocess.run([PYTHON, "-c", "import os; print(os.getpid())"], capture_output=True)
+    dead = out / "sub" / f".volccli-{int(gone.stdout)}-abc123.part"
+    dead.write_bytes(b"half an image")
+    live = out / f".volccli-{os.getpid()}-def456.part"  # a writer that is still running
+    live.write_bytes(b"being written")
+    result = run_cli(
+        ["batch", jobs, "-o", out, "-v"],
+        env={"VOLCCLI_API_KEY": API_KEY, "VOLCCLI_BASE_URL": fresh_sandbox.base_url},
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "removed 1 temp file(s) left by an interrupted run" in result.stderr
+    assert not dead.exists() and live.read_bytes() == b"being written"
+    assert len(images(out)) == 1
