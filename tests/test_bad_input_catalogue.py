@@ -344,6 +344,9 @@ CATALOGUE: dict[str, Bad] = {
     "inspect a missing file": bad("inspect", "missing.png", words=("missing.png: no such file",)),
     "inspect an image without recipe": bad("inspect", "good.png", words=("has no volccli recipe",)),
     "inspect a broken sidecar": bad("inspect", "broken.png", words=("has no volccli recipe",)),
+    "inspect another tool's sidecar": bad(
+        "inspect", "foreign.png", words=("has no volccli recipe",)
+    ),
     "inspect a folder": bad("inspect", "adir", words=("adir: a folder",)),
     "rerun with a changed input": bad(
         "rerun", CHANGED_INPUT, "-o", "out", words=("has changed since the image was made",)
@@ -370,16 +373,16 @@ CATALOGUE: dict[str, Bad] = {
     ),
     # --- config ---
     "config set an unknown setting": bad(
-        "config", "set", "colour", "red", code=CONFIG, words=("unknown setting 'colour'",)
+        "config", "set", "colour", "red", words=("unknown setting 'colour'",)
     ),
     "config set a secret on argv": bad(
         "config", "set", "secret_key", "hunter2", words=("not accepted on the command line",)
     ),
     "config set a value of the wrong type": bad(
-        "config", "set", "timeout", "soon", code=CONFIG, words=("timeout = 'soon'",)
+        "config", "set", "timeout", "soon", words=("timeout = 'soon'",)
     ),
     "config set a base_url that is no URL": bad(
-        "config", "set", "base_url", "relay.example", code=CONFIG, words=("not an http(s) URL",)
+        "config", "set", "base_url", "relay.example", words=("not an http(s) URL",)
     ),
     "config set --stdin with nothing": bad(
         "config", "set", "api_key", "--stdin", stdin=b"", words=("empty value for api_key",)
@@ -388,7 +391,10 @@ CATALOGUE: dict[str, Bad] = {
         "config", "set", "region", "cn-north-1", "--stdin", stdin=b"x\n", words=("not both",)
     ),
     "config get an unknown setting": bad(
-        "config", "get", "colour", code=CONFIG, words=("unknown setting 'colour'",)
+        "config", "get", "colour", words=("unknown setting 'colour'",)
+    ),
+    "config unset an unknown setting": bad(
+        "config", "unset", "colour", words=("unknown setting 'colour'",)
     ),
     "config show a malformed file": bad(
         "config", "show", config="[profiles\n", code=CONFIG, words=("not valid TOML",)
@@ -455,6 +461,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory, sandbox: Sandbox) -> Path:
     (folder / "empty.jsonl").write_text("\n# nothing here\n")
     (folder / "broken.png").write_bytes((folder / "good.png").read_bytes())
     (folder / "broken.png.json").write_text("{not json")
+    (folder / "foreign.png").write_bytes((folder / "good.png").read_bytes())
+    (folder / "foreign.png.json").write_text('{"generator": "another tool", "body": {}}')
     env = {"VOLCCLI_API_KEY": API_KEY, "VOLCCLI_BASE_URL": sandbox.base_url}
     made = folder / "made"
     write_image(folder / "input.png", 64, 64)

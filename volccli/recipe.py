@@ -109,11 +109,16 @@ def _read_jpeg(handle: Any) -> dict[str, Any] | None:
 
 
 def _loads(raw: bytes) -> dict[str, Any] | None:
+    """A volccli recipe, or None for anything else (another tool's JSON included)."""
     try:
         value = json.loads(raw)
     except ValueError:
         return None
-    return value if isinstance(value, dict) else None
+    if not isinstance(value, dict) or not str(value.get("schema", "")).startswith(
+        "volccli.recipe/"
+    ):
+        return None
+    return value
 
 
 def read_recipe(image: Path) -> tuple[dict[str, Any] | None, str]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..errors import ConfigError, InputError
 from .common import global_options, interactive_stdin, make_ui, print_json, reported
+
+if TYPE_CHECKING:
+    from ..config import Setting
 
 app = typer.Typer(help="Show and change settings and credentials.", no_args_is_help=True)
 
@@ -51,6 +54,28 @@ def _connection(ctx: typer.Context) -> dict[str, Any]:
     return {opt.param: options[opt.param] for opt in CONNECTION_OPTS if opt.param in options}
 
 
+def _setting(key: str) -> Setting:
+    from ..config import SETTINGS
+
+    setting = SETTINGS.get(key)
+    if setting is None:
+        raise InputError(f"unknown setting {key!r}", f"known settings: {', '.join(SETTINGS)}")
+    return setting
+
+
+def _check_value(setting: Setting, value: str) -> None:
+    """Refuse now a value that every later command would refuse (a usage error here)."""
+    from ..config import coerce
+    from ..connection import check_base_url
+
+    try:
+        coerce(setting, value)
+        if setting.name in ("base_url", "endpoint"):
+            check_base_url(value, setting.name, "config set")
+    except ConfigError as error:
+        raise InputError(error.message, error.hint) from None
+
+
 @app.command("path")
 def path_command() -> None:
     """Print the config file's path."""
@@ -75,13 +100,11 @@ def set_command(
     profile: ProfileOpt = None,
 ) -> None:
     """Store a setting in a profile. Secrets are prompted for, or read with --stdin."""
-    from ..config import SETTINGS, config_path, set_value
+    from ..config import config_path, set_value
 
     ui = make_ui(global_options(ctx))
     with reported(ui):
-        setting = SETTINGS.get(key)
-        if setting is None:
-            raise ConfigError(f"unknown setting {key!r}", f"known settings: {', '.join(SETTINGS)}")
+        setting = _setting(key)
         if stdin:
             if value is not None:
                 raise InputError("give the value or --stdin, not both", "drop one of them")
@@ -101,11 +124,7 @@ def set_command(
             raise InputError(
                 f"empty value for {key}", "give a value, or use `volccli config unset`"
             )
-        if key in ("base_url", "endpoint"):
-            from ..connection import check_base_url
-
-            # Stored as given, but a value every later command would refuse is refused now.
-            check_base_url(value, key, "the command line")
+        _check_value(setting, value)
         name = _profile(ctx, profile)
         path = config_path()
         set_value(path, name, key, value)
@@ -120,6 +139,7 @@ def unset_command(ctx: typer.Context, key: KeyArg, profile: ProfileOpt = None) -
 
     ui = make_ui(global_options(ctx))
     with reported(ui):
+        _setting(key)
         name = _profile(ctx, profile)
         if unset_value(config_path(), name, key):
             ui.note(f"removed {key} from profile {name!r}")
@@ -130,12 +150,11 @@ def unset_command(ctx: typer.Context, key: KeyArg, profile: ProfileOpt = None) -
 @app.command("get")
 def get_command(ctx: typer.Context, key: KeyArg, profile: ProfileOpt = None) -> None:
     """Print a setting's resolved value (secrets masked) and, on stderr, its source."""
-    from ..config import SETTINGS, resolve
+    from ..config import resolve
 
     ui = make_ui(global_options(ctx))
     with reported(ui):
-        if key not in SETTINGS:
-            raise ConfigError(f"unknown setting {key!r}", f"known settings: {', '.join(SETTINGS)}")
+        _setting(key)
         flags = _connection(ctx)
         if profile:
             flags["profile"] = profile

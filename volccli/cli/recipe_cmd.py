@@ -59,7 +59,7 @@ def load_recipe(image: str) -> tuple[dict[str, Any], str]:
         ) from None
     if found is None or not isinstance(found.get("body"), dict):
         raise InputError(
-            f"{image} has no volccli recipe: no sidecar {path.name}.json and none inside the file",
+            f"{image} has no volccli recipe: neither {path.name}.json nor the file holds one",
             "only images written by volccli carry one (unless --no-sidecar and --no-embed)",
         )
     return found, where
