@@ -7,14 +7,11 @@ vectors of the API reference can be checked byte for byte and the sandbox can ve
 with the same canonicalisation.
 """
 
-from __future__ import annotations
-
 import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import NamedTuple, Protocol
 from urllib.parse import parse_qsl, quote, urlsplit
 
 ALGORITHM = "HMAC-SHA256"
@@ -38,8 +35,7 @@ class Authenticator(Protocol):
     def headers(self, method: str, url: str, body_sha256: str) -> dict[str, str]: ...
 
 
-@dataclass(frozen=True)
-class BearerAuth:
+class BearerAuth(NamedTuple):
     api_key: str
 
     def headers(self, method: str, url: str, body_sha256: str) -> dict[str, str]:
@@ -49,8 +45,7 @@ class BearerAuth:
         return "BearerAuth(api_key=***)"
 
 
-@dataclass(frozen=True)
-class V4Auth:
+class V4Auth(NamedTuple):
     access_key: str
     secret_key: str
     session_token: str = ""
@@ -196,8 +191,7 @@ def sign(
     return out
 
 
-@dataclass(frozen=True)
-class ParsedAuthorization:
+class ParsedAuthorization(NamedTuple):
     access_key: str
     short_date: str
     region: str

@@ -5,10 +5,7 @@ Business codes come from the service envelope (``code``), gateway codes from
 HTTP status. The client looks codes up here, so a new code is a table row.
 """
 
-from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 from .errors import (
     ApiRefusedError,
@@ -25,8 +22,7 @@ from .errors import (
 Retry = Literal["never", "safe", "server", "filtered"]
 
 
-@dataclass(frozen=True)
-class CodeInfo:
+class CodeInfo(NamedTuple):
     error: type[VolccliError]
     meaning: str
     hint: str

@@ -7,8 +7,6 @@ key and session token always come from the same source: mixing halves of two key
 can only fail.
 """
 
-from __future__ import annotations
-
 import json
 import os
 import stat
@@ -16,7 +14,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from .auth import DEFAULT_REGION, mask
 from .errors import ConfigError, InputError
@@ -36,8 +34,7 @@ DEFAULT_ENDPOINT: Final = "https://visual.volcengineapi.com"
 CONFIG_FILE: Final = "config.toml"
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(NamedTuple):
     name: str
     type: type
     help: str
@@ -95,8 +92,7 @@ SETTINGS: Final[dict[str, Setting]] = {
 CREDENTIAL_KEYS: Final = ("access_key", "secret_key", "session_token")
 
 
-@dataclass(frozen=True)
-class Value:
+class Value(NamedTuple):
     value: Any
     source: str  # "flag --base-url", "env VOLCCLI_API_KEY", "profile 'x' (path)", ...
 

@@ -4,11 +4,8 @@ Pure (no network, no requests import), so `--dry-run`, `--print-curl` and `docto
 share exactly the decision the client makes.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
 from .auth import Authenticator, BearerAuth, V4Auth
@@ -19,8 +16,7 @@ Mode = Literal["gateway", "official"]
 GATEWAY_PATH = "/volcv/v1"
 
 
-@dataclass(frozen=True)
-class Connection:
+class Connection(NamedTuple):
     mode: Mode
     base: str  # gateway base URL or official endpoint, without a trailing slash
     auth: Authenticator

@@ -10,7 +10,6 @@ accepted, while SignatureDoesNotMatch, InvalidAccessKey or a relay's 401 say it 
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -317,9 +316,7 @@ def probe_client(connection: Connection) -> ApiClient:
     """A client that reports the first answer: doctor retries nothing and waits briefly."""
     from .client import ApiClient
 
-    quick = dataclasses.replace(
-        connection, retries=0, timeout=min(connection.timeout, CALL_TIMEOUT)
-    )
+    quick = connection._replace(retries=0, timeout=min(connection.timeout, CALL_TIMEOUT))
     return ApiClient(quick)
 
 

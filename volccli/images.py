@@ -7,8 +7,6 @@ are streamed when the body is encoded; only stdin, data: URIs and converted imag
 live in memory.
 """
 
-from __future__ import annotations
-
 import base64
 import binascii
 import codecs
@@ -22,7 +20,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 from urllib.parse import urlsplit
 
 from .errors import InputError
@@ -39,8 +37,7 @@ _HASH_CHUNK = 1024 * 1024
 _JPEG_QUALITIES = (92, 85, 78, 70, 60)
 
 
-@dataclass(frozen=True)
-class ImageLimits:
+class ImageLimits(NamedTuple):
     max_bytes: int = DEFAULT_MAX_BYTES
     max_side: int = DEFAULT_MAX_SIDE
     max_aspect: float = DEFAULT_MAX_ASPECT
@@ -201,7 +198,7 @@ def _check_file(path: Path, flag: str, limits: ImageLimits) -> ImageInput:
     )
 
 
-def _pil_open(source: Path | io.BytesIO) -> PILImage:
+def _pil_open(source: Path | io.BytesIO) -> "PILImage":
     """Image.open without Pillow's decompression-bomb warning on stderr: the side limit
     refuses such images with a proper message."""
     from PIL import Image
@@ -211,7 +208,7 @@ def _pil_open(source: Path | io.BytesIO) -> PILImage:
         return Image.open(source)
 
 
-def _open(source: Path | io.BytesIO, label: str, flag: str, head: bytes) -> PILImage:
+def _open(source: Path | io.BytesIO, label: str, flag: str, head: bytes) -> "PILImage":
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -239,7 +236,7 @@ def _is_text(head: bytes) -> bool:
     return all(ch.isprintable() or ch in "\t\r\n" for ch in decoded)
 
 
-def _check_intact(source: Path | bytes, image: PILImage, label: str, flag: str) -> None:
+def _check_intact(source: Path | bytes, image: "PILImage", label: str, flag: str) -> None:
     """Catch truncated files without decoding pixels."""
     if image.format == "PNG":
         try:
@@ -328,7 +325,7 @@ def _check_limits(
 
 
 def _reencode(
-    image: PILImage, original: bytes, fmt: str, limits: ImageLimits, label: str, flag: str
+    image: "PILImage", original: bytes, fmt: str, limits: ImageLimits, label: str, flag: str
 ) -> tuple[bytes, str, int, int, str]:
     """Convert to PNG (or JPEG when that is what fits) and downsize within the limits."""
     from PIL import Image

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -285,7 +285,7 @@ def resume(jobs: list[BatchJob], journal: Journal, *, force: bool) -> None:
             continue
         if state.seed is not None and item.job.seed != state.seed:
             # The seed the earlier run drew: same name on disk, same image.
-            item.job = replace(item.job, body={**item.job.body, "seed": state.seed})
+            item.job = item.job._replace(body={**item.job.body, "seed": state.seed})
         if not force:
             finished = journal.finished(item.key)
             if finished is not None:

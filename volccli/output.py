@@ -6,8 +6,6 @@ replacing, so two processes racing for one name can never overwrite each other; 
 ``overwrite`` policy is the only path that replaces a file, and it does so atomically.
 """
 
-from __future__ import annotations
-
 import errno
 import functools
 import os
@@ -16,10 +14,9 @@ import string
 import tempfile
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 from .errors import InputError, OutputError
 
@@ -144,8 +141,7 @@ def render_name(template: str, values: Mapping[str, object], now: datetime | Non
     return "/".join(parts)
 
 
-@dataclass(frozen=True)
-class OutputSpec:
+class OutputSpec(NamedTuple):
     folder: Path | None  # None: write the single image's bytes to stdout
     template: str = DEFAULT_TEMPLATE
     on_exists: OnExists = "suffix"

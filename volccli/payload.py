@@ -6,8 +6,6 @@ image's base64 straight into one preallocated buffer, so a large input is never 
 as raw bytes, base64 text and JSON at the same time.
 """
 
-from __future__ import annotations
-
 import base64
 import hashlib
 import json
@@ -16,7 +14,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import InputError
 from .images import ImageInput
@@ -35,15 +33,13 @@ _SET_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _B64_CHUNK = 3 * 256 * 1024
 
 
-@dataclass(frozen=True)
-class ImageRef:
+class ImageRef(NamedTuple):
     """A local image in ``binary_data_base64``, encoded only when the body is encoded."""
 
     image: ImageInput
 
 
-@dataclass(frozen=True)
-class Control:
+class Control(NamedTuple):
     type: str
     image: ImageInput
     strength: float = CONTROL_DEFAULT_STRENGTH
@@ -431,7 +427,7 @@ class EncodedBody:
     def __len__(self) -> int:
         return len(self.data)
 
-    def stream(self) -> BodyStream | bytes:
+    def stream(self) -> "BodyStream | bytes":
         """What to hand to requests: bytes when small, a reader over the buffer when not."""
         if isinstance(self.data, bytes):
             return self.data

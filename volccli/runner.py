@@ -5,8 +5,6 @@ differs. ``plan`` is pure (a request expands into ``count`` jobs with their seed
 identities); ``Runner.run`` does the I/O.
 """
 
-from __future__ import annotations
-
 import random
 import shutil
 import sys
@@ -16,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from . import __version__, output, recipe
 from .client import ApiClient, Envelope, Event, no_event
@@ -51,7 +49,7 @@ class Request:
     action: str = ""
     version: str = ""
     count: int = 1
-    output: output.OutputSpec = field(default_factory=lambda: output.OutputSpec(Path(".")))
+    output: "output.OutputSpec" = field(default_factory=lambda: output.OutputSpec(Path(".")))
     validate: bool = True
     row: int | None = None
     name: str = ""
@@ -61,8 +59,7 @@ class Request:
         return self.kind.command if self.kind.req_key else self.req_key
 
 
-@dataclass
-class Job:
+class Job(NamedTuple):
     request: Request
     index: int
     body: dict[str, Any]
@@ -146,15 +143,14 @@ def needs_answer(template: str) -> bool:
     return any(token in output.RESPONSE_TOKENS for token, _ in output.template_fields(template))
 
 
-@dataclass
-class FilterPolicy:
+class FilterPolicy(NamedTuple):
     """What a post-generation audit rejection (50511, 50519) does."""
 
     action: Literal["fail", "skip", "reseed"] = "fail"
     attempts: int = 0
 
     @classmethod
-    def parse(cls, text: str) -> FilterPolicy:
+    def parse(cls, text: str) -> "FilterPolicy":
         name, _, count = text.partition(":")
         if name in ("fail", "skip") and not count:
             return cls(name)  # type: ignore[arg-type]  # checked just above
@@ -166,16 +162,14 @@ class FilterPolicy:
         )
 
 
-@dataclass
-class RunOptions:
+class RunOptions(NamedTuple):
     use_async: bool = False
-    poll: PollPolicy = field(default_factory=PollPolicy)
-    on_filtered: FilterPolicy = field(default_factory=FilterPolicy)
+    poll: PollPolicy = PollPolicy()
+    on_filtered: FilterPolicy = FilterPolicy()
     download_timeout: float = 120.0
 
 
-@dataclass
-class Written:
+class Written(NamedTuple):
     path: Path | None  # None when written to stdout
     sha256: str
     width: int

@@ -4,12 +4,9 @@ Commands generated from the request-kind table and the shared option groups both
 through ``parameter``, so every flag gets its help, panel and default text the same way.
 """
 
-from __future__ import annotations
-
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import typer
 
@@ -18,8 +15,7 @@ from ..kinds import Field, ImageSlot
 _PY_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
 
 
-@dataclass(frozen=True)
-class Opt:
+class Opt(NamedTuple):
     """A CLI option that is not a body field (output, request, connection, images)."""
 
     param: str
