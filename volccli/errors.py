@@ -121,8 +121,3 @@ class OutputError(VolccliError):
 
     exit_code = ExitCode.OUTPUT
     kind = "output"
-
-
-class BatchFailedError(VolccliError):
-    exit_code = ExitCode.BATCH_FAILED
-    kind = "batch_failed"

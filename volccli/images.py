@@ -12,7 +12,6 @@ import binascii
 import codecs
 import hashlib
 import io
-import os
 import re
 import struct
 import warnings
@@ -467,14 +466,3 @@ def _png_header(kind: bytes, length: int, data: bytes) -> tuple[int, int]:
     if depth not in _PNG_DEPTHS.get(colour, ()) or filtering or not width or not height:
         raise ValueError("not a valid image (unsupported PNG header)")
     return width, height
-
-
-def stdin_bytes() -> bytes:
-    """Read all of stdin as bytes (only ever called for an explicit '-')."""
-    import sys
-
-    return sys.stdin.buffer.read()
-
-
-def is_readable_file(path: str) -> bool:
-    return os.path.isfile(path) and os.access(path, os.R_OK)

@@ -26,8 +26,6 @@ from .kinds import CALL, KINDS, Field, ImageSlot, Kind, kind_for
 from .runner import Job, name_values, needs_answer, plan
 
 COMMANDS: Final = (*KINDS, "call")
-# Row keys that are not fields of a kind.
-ROW_KEYS: Final = ("command", "req_key", "name", "output_dir", "count", "set", "action", "version")
 # Options a row may set for itself, over the command line's.
 ROW_OPTIONS: Final = ("on_exists", "fit", "no_validate")
 _BODY_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from ..errors import ExitCode
 from .common import Session, global_options, make_ui, print_json, reported
 from .lazy import LazyCommand
 from .options import (
@@ -228,7 +229,7 @@ def _run(options: dict[str, Any], session: Session, ui: UI) -> int:
         from .generate import show_requests
 
         show_requests([item.job for item in jobs], options, session, ui)
-        return 9 if problems else 0
+        return int(ExitCode.BATCH_FAILED) if problems else 0
     return _execute(batch.label, options, jobs, problems, session, ui, batch_out, workers, qps)
 
 
@@ -350,4 +351,4 @@ def _exit_code(reporter: Reporter, engine: Any) -> int:
     if engine.fatal is not None:
         return int(engine.fatal.exit_code)
     counts = reporter.counts
-    return 9 if counts.failed or counts.invalid else 0
+    return int(ExitCode.BATCH_FAILED) if counts.failed or counts.invalid else 0
