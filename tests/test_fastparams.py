@@ -1,23 +1,41 @@
 """The fast option coercion answers exactly as Typer's own, or leaves the value to it;
-and a plain generation command runs without importing pydantic."""
+a plain generation command runs without importing pydantic; and on a Typer without the
+pydantic coercion (before 0.29) the fast path stays off and Typer coerces everything."""
 
 from __future__ import annotations
 
 import math
 import subprocess
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
+from helpers_everyday import invoke
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from typer._coercion import build_runtime_param, resolve_type_descriptor
 from typer.models import OptionInfo
 
-from volccli.cli import app
-from volccli.cli.fastparams import DECLINED, FastCoercion, install_tree, quick_value
+from volccli.cli import app, fastparams
+from volccli.cli.fastparams import (
+    DECLINED,
+    FastCoercion,
+    _real_builder,
+    install_tree,
+    quick_value,
+)
+
+try:  # Typer 0.29 and later coerce through pydantic; the fast path stands in for that
+    from typer._coercion import build_runtime_param, resolve_type_descriptor
+except ImportError:  # older Typer: nothing to compare with, and the fast path is off
+    build_runtime_param = resolve_type_descriptor = None  # type: ignore[assignment]
+
+needs_pydantic_coercion = pytest.mark.skipif(
+    resolve_type_descriptor is None,
+    reason="this Typer has no pydantic coercion for the fast path to stand in for",
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,6 +62,7 @@ numeric_text = st.one_of(
 bounds = st.sampled_from([(None, None), (0, 100), (-1, 1), (1, None)])
 
 
+@needs_pydantic_coercion
 @settings(max_examples=400, deadline=None)
 @given(
     annotation=st.sampled_from([int, float, str]),
@@ -61,6 +80,7 @@ def test_fast_values_equal_typers(annotation: Any, value: Any, limits: tuple[Any
     assert same(quick, expected), (annotation, value, quick, expected)
 
 
+@needs_pydantic_coercion
 def test_common_values_take_the_fast_path() -> None:
     def quick(annotation: Any, value: Any, multi: bool = False, **info: Any) -> Any:
         return quick_value(
@@ -83,6 +103,7 @@ def test_common_values_take_the_fast_path() -> None:
     assert quick(Path, "out") is DECLINED
 
 
+@needs_pydantic_coercion
 def test_declined_values_get_typers_answer_and_message() -> None:
     info = OptionInfo(min=0, max=10)
     descriptor = resolve_type_descriptor(int, info)
@@ -97,6 +118,7 @@ def test_declined_values_get_typers_answer_and_message() -> None:
         coercer.coerce("many", param=param, ctx=ctx)
 
 
+@needs_pydantic_coercion
 def test_every_built_parameter_gets_it() -> None:
     command = typer.main.get_command(app)
     install_tree(command)
@@ -135,3 +157,54 @@ def test_a_generation_command_does_not_import_pydantic(tmp_path: Path) -> None:
     assert "EXIT 0" in done.stdout, done.stderr
     assert '"width": 512' in done.stdout and '"scale": 3.5' in done.stdout
     assert "PYDANTIC False" in done.stdout
+
+
+def test_the_fast_path_is_on_exactly_when_typer_has_the_coercion_it_wraps() -> None:
+    command = typer.main.get_command(app)
+    install_tree(command)
+    sub = command.get_command(typer.Context(command), "txt2img")  # type: ignore[attr-defined]
+    fast = [isinstance(getattr(p, "_runtime_param", None), FastCoercion) for p in sub.params]
+    if resolve_type_descriptor is None:
+        assert _real_builder() is None
+        assert not any(fast)
+        assert not getattr(sub.get_help_option, "fast", False)
+    else:
+        assert _real_builder() is build_runtime_param
+        assert fast and all(fast)
+
+
+@pytest.mark.parametrize(
+    "internals",
+    [
+        None,  # no typer._coercion at all (Typer before 0.29)
+        types.SimpleNamespace(build_runtime_param=print),  # no TypeDescriptor beside it
+        types.SimpleNamespace(build_runtime_param=print, TypeDescriptor=object),  # other fields
+    ],
+    ids=["absent", "no-descriptor", "other-descriptor"],
+)
+def test_missing_internals_turn_the_fast_path_off(
+    internals: types.SimpleNamespace | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if internals is None:
+        monkeypatch.delitem(sys.modules, "typer._coercion", raising=False)
+    else:
+        monkeypatch.setitem(sys.modules, "typer._coercion", internals)
+    assert _real_builder() is None
+
+
+def test_when_off_typer_coerces_every_value(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fastparams, "_real_builder", lambda: None)
+    command = typer.main.get_command(app)
+    install_tree(command)
+    sub = command.get_command(typer.Context(command), "txt2img")  # type: ignore[attr-defined]
+    assert not any(isinstance(getattr(p, "_runtime_param", None), FastCoercion) for p in sub.params)
+    assert not getattr(sub.get_help_option, "fast", False)
+    monkeypatch.setenv("VOLCCLI_API_KEY", "k")
+    base = ["--base-url", "http://127.0.0.1:9", "--dry-run"]
+    run = invoke(["txt2img", "a cat", "--width", "640", "--scale", "3.5", *base], capsys)
+    assert run.code == 0, run.err
+    assert '"width": 640' in run.out and '"scale": 3.5' in run.out
+    bad = invoke(["txt2img", "a cat", "--width", "wide", *base], capsys)
+    assert bad.code == 2 and len(bad.err_lines) == 1 and "'--width'" in bad.err_lines[0]

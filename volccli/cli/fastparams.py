@@ -11,12 +11,16 @@ integer or decimal literal for an int or float parameter (within its bounds), an
 of those. Anything else (choices, paths, custom parsers, out-of-range or unusual
 numbers) goes to Typer's own coercion, built only then, so its checks and messages are
 unchanged. tests/test_fastparams.py compares both on generated values.
+
+Typer before 0.29 coerces through Click-style types with no pydantic, so there is nothing
+to speed up: ``install`` then leaves every parameter as it is (see ``_real_builder``).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Iterable
 from typing import Any, get_args, get_origin
 
@@ -80,11 +84,32 @@ def _leaf(annotation: Any, info: Any, value: Any) -> Any:
     return number
 
 
+# What quick_value reads from Typer's type descriptor.
+_DESCRIPTOR_FIELDS = ("annotation", "parameter_info", "file_annotation", "choices")
+
+
+def _real_builder() -> Any:
+    """Typer's ``build_runtime_param``, or None when this Typer lacks what the fast path wraps.
+
+    The fast path leans on Typer internals (``typer._coercion``, 0.29 and later), which
+    ``typer.core`` has already imported when it has them, so this imports nothing. With
+    any part missing the fast path stays off and Typer coerces everything itself.
+    """
+    module = sys.modules.get("typer._coercion")
+    build = getattr(module, "build_runtime_param", None)
+    descriptor = getattr(module, "TypeDescriptor", None)
+    if build is None or descriptor is None:
+        return None
+    fields = {*getattr(descriptor, "__dataclass_fields__", ()), *vars(descriptor)}
+    return build if all(name in fields for name in _DESCRIPTOR_FIELDS) else None
+
+
 class FastCoercion:
     """Stands in for Typer's runtime parameter; builds the real one only when needed."""
 
-    def __init__(self, descriptor: Any) -> None:
+    def __init__(self, descriptor: Any, build: Any = None) -> None:
         self.descriptor = descriptor
+        self._build = build
         self._real: Any = None
 
     def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
@@ -94,17 +119,22 @@ class FastCoercion:
             if quick is not DECLINED:
                 return quick
         if self._real is None:
-            from typer._coercion import build_runtime_param
-
-            self._real = build_runtime_param(self.descriptor)
+            build = self._build or _real_builder()
+            self._real = build(self.descriptor)
         return self._real.coerce(value, param=param, ctx=ctx)
 
 
 def install(params: Iterable[Any]) -> None:
-    """Give each Typer parameter not yet coerced the fast coercer (others are left)."""
+    """Give each Typer parameter not yet coerced the fast coercer (others are left).
+
+    Does nothing on a Typer without the pydantic coercion it stands in for.
+    """
+    build = _real_builder()
+    if build is None:
+        return
     for param in params:
         if getattr(param, "_runtime_param", False) is None and hasattr(param, "type_descriptor"):
-            param._runtime_param = FastCoercion(param.type_descriptor)
+            param._runtime_param = FastCoercion(param.type_descriptor, build)
 
 
 def install_tree(command: Any) -> None:
@@ -112,7 +142,10 @@ def install_tree(command: Any) -> None:
 
     The help option is made on first use, so it gets the coercer then: its value is None
     when --help is not given, and Typer would build an adapter to coerce that None.
+    On a Typer without that coercion the command is left untouched.
     """
+    if _real_builder() is None:
+        return
     install(getattr(command, "params", ()))
     make_help = getattr(command, "get_help_option", None)
     if make_help is not None and not getattr(make_help, "fast", False):
