@@ -374,7 +374,9 @@ CORE_CASES: list[tuple[str, Setup, ExitCode, list[str]]] = [
         "non-numeric seed",
         _gateway(["txt2img", "x", "--seed", "abc"]),
         ExitCode.USAGE,
-        ["'--seed'", "valid integer", "volccli txt2img --help"],
+        # The wording after the option name is Typer's own: "valid integer" or, in
+        # Typer 0.27 and 0.28, "valid int".
+        ["'--seed'", "valid int", "volccli txt2img --help"],
     ),
     (
         "seed below -1",
