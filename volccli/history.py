@@ -2,9 +2,11 @@
 
 ``history.db`` lives in the user data folder (``VOLCCLI_DATA_DIR`` overrides it). WAL
 mode and a busy timeout let several volccli processes write at once without losing
-rows; each row is written in its own short transaction from a connection opened for
-it, so batch worker threads never share a connection. Parameters are the described
-body (images as hash and source, never their data) and nothing secret is stored.
+rows; each row is written in its own short transaction. A ``History`` keeps one
+connection for all its rows, used by one thread at a time under its lock: opening a
+connection per row (and closing it, which checkpoints the WAL) cost about 0.8 ms of CPU
+per batch job. Parameters are the described body (images as hash and source, never
+their data) and nothing secret is stored.
 History is a convenience: if it cannot be written, a warning is shown once and the
 generation carries on.
 """
@@ -15,6 +17,7 @@ import json
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
@@ -65,14 +68,27 @@ def db_path() -> Path:
     return data_dir() / DB_NAME
 
 
-@contextmanager
-def connect(path: Path) -> Iterator[sqlite3.Connection]:
-    """A connection in WAL mode that waits for other writers instead of failing."""
+def open_db(path: Path, *, threads: bool = False) -> sqlite3.Connection:
+    """A connection in WAL mode that waits for other writers instead of failing.
+
+    ``threads`` lets other threads use it; the caller then serialises every use.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)) as conn:
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=not threads)
+    try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         _retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
         _retry_locked(lambda: conn.executescript(_SCHEMA))
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+@contextmanager
+def connect(path: Path) -> Iterator[sqlite3.Connection]:
+    """``open_db`` for one block: closed at its end."""
+    with closing(open_db(path)) as conn:
         yield conn
 
 
@@ -129,16 +145,24 @@ def row_for(outcome: Outcome, *, batch: str = "", row: int | None = None) -> dic
     }
 
 
-def write(path: Path, record: dict[str, Any]) -> None:
+_INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+
+
+def insert(conn: sqlite3.Connection, record: dict[str, Any]) -> None:
+    """One row in its own transaction."""
     values = [
         json.dumps(record.get(name), ensure_ascii=False)
         if name in _JSON_COLUMNS
         else record.get(name)
         for name in COLUMNS
     ]
-    marks = ", ".join("?" for _ in COLUMNS)
-    with connect(path) as conn, conn:
-        conn.execute(f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({marks})", values)
+    with conn:
+        conn.execute(_INSERT, values)
+
+
+def write(path: Path, record: dict[str, Any]) -> None:
+    with connect(path) as conn:
+        insert(conn, record)
 
 
 def _decode(row: sqlite3.Row) -> dict[str, Any]:
@@ -182,12 +206,21 @@ class History:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
 
     def record(self, outcome: Outcome, *, batch: str = "", row: int | None = None) -> None:
         if self.broken:
             return
         try:
-            write(self.path, row_for(outcome, batch=batch, row=row))
+            values = row_for(outcome, batch=batch, row=row)
+            with self._lock:
+                if self.broken:
+                    return
+                if self._conn is None:
+                    self._conn = open_db(self.path, threads=True)
+                    # Closed when the History goes away, or at exit at the latest.
+                    weakref.finalize(self, self._conn.close)
+                insert(self._conn, values)
         except (sqlite3.Error, OSError) as exc:
             with self._lock:
                 if self.broken:
@@ -197,3 +230,9 @@ class History:
                 f"cannot write the history at {self.path} ({exc}); carrying on without it "
                 "(--no-log skips it)"
             )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
