@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -341,8 +342,15 @@ class Runner:
                 "-o - takes a single image but the answer has several",
                 "write to a folder with -o DIR",
             )
-        with tempfile.TemporaryDirectory(prefix="volccli-") as scratch:
-            folder = spec.folder or Path(scratch)
+        # A scratch folder only for downloads that have no output folder (-o -): making
+        # and removing one for every job of a batch cost more CPU than its journal.
+        scratch: AbstractContextManager[str] = (
+            nullcontext(str(spec.folder))
+            if spec.folder is not None
+            else tempfile.TemporaryDirectory(prefix="volccli-")
+        )
+        with scratch as where:
+            folder = Path(where)
             raws: list[RawResult] = decode_base64(encoded)
             try:
                 if not raws:
