@@ -48,6 +48,14 @@ CATALOGUE: dict[str, Bad] = {
         "txt2img", "x", "-o", "out", "--on-exists", "maybe", words=("--on-exists 'maybe'",)
     ),
     "--count 0": bad("txt2img", "x", "-o", "out", "--count", "0", words=("--count 0",)),
+    "--width without its value": bad(
+        "txt2img",
+        "x",
+        "-o",
+        "out",
+        "--width",
+        words=("'--width' requires an argument;", "see 'volccli txt2img --help'"),
+    ),
     "--timeout 0": bad("txt2img", "x", "-o", "out", "--timeout", "0", words=("--timeout",)),
     "--retries abc": bad("txt2img", "x", "-o", "out", "--retries", "abc", words=("'--retries'",)),
     "--on-filtered reseed:x": bad(

@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         code = app(args=args, prog_name="volccli", standalone_mode=False)
     except _usage_error_type() as exc:
-        code = _report_usage_error(exc)
+        code = _report_usage_error(exc, args)
     except typer.Abort:
         sys.stderr.write("volccli: aborted\n")
         code = ExitCode.UNEXPECTED
@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.exit(int(code or 0))
 
 
-def _report_usage_error(exc: BaseException) -> int:
+def _report_usage_error(exc: BaseException, args: Sequence[str]) -> int:
     """Click's usage errors, as one line instead of a panel."""
     ctx = getattr(exc, "ctx", None)
     if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
@@ -145,6 +145,11 @@ def _report_usage_error(exc: BaseException) -> int:
         return 0
     message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
     where = ctx.command_path if ctx is not None else "volccli"
-    text = " ".join(f"volccli: error: {message}; see '{where} --help'".split())
+    if ctx is None or ctx.parent is None:
+        # Some option errors carry no context, or the root's: name the command typed.
+        command = next((arg for arg in args if not arg.startswith("-")), "")
+        if command in getattr(app.info.cls, "lazy", {}):
+            where = f"volccli {command}"
+    text = " ".join(f"volccli: error: {message.rstrip('.')}; see '{where} --help'".split())
     sys.stderr.write(text + "\n")
     return int(getattr(exc, "exit_code", ExitCode.USAGE) or ExitCode.USAGE)
