@@ -238,3 +238,10 @@ def test_a_journalled_task_that_expired_is_submitted_again_next_time(
     fresh = volccli(capsys, [*args, "--json"])
     assert fresh.code == 0, fresh.err
     assert box.stats()["requests"]["CVSync2AsyncSubmitTask"]["ok"] == 2
+
+
+def test_options_after_task_get_apply(capsys: pytest.CaptureFixture[str]) -> None:
+    """--sandbox after the subcommand is honoured: the in-process sandbox answers."""
+    run = volccli(capsys, ["task", "get", TXT2IMG, "7418048504813240370", "--sandbox"])
+    assert run.code == 4, run.err
+    assert "was not found" in run.err and "credentials" not in run.err

@@ -28,7 +28,8 @@ from . import (
 )
 from .common import Globals
 from .lazy import defer_registered, lazy_group
-from .options import GLOBAL_OPTS
+from .options import GLOBAL_OPTS, opt_parameter
+from .signatures import extend_signature
 
 app = typer.Typer(
     name="volccli",
@@ -72,24 +73,11 @@ def root(
 ROOT_SHOWN = ("sandbox", "verbose", "quiet")
 
 
-def _with_global_options(callback: Any) -> Any:
-    """Give the root callback the shared display and connection options, from the table."""
-    import inspect
-
-    from .options import opt_parameter
-
-    signature = inspect.signature(callback, eval_str=True)
-    params = [p for p in signature.parameters.values() if p.kind != p.VAR_KEYWORD]
-    # The root help stays short: each command's help lists these in full.
-    params += [
-        opt_parameter(opt, hidden=opt.param not in ROOT_SHOWN, panel="") for opt in GLOBAL_OPTS
-    ]
-    callback.__signature__ = signature.replace(parameters=params)
-    callback.__annotations__ = {p.name: p.annotation for p in params}
-    return callback
-
-
-_with_global_options(root)
+# The root help stays short: each command's help lists these in full.
+extend_signature(
+    root,
+    [opt_parameter(opt, hidden=opt.param not in ROOT_SHOWN, panel="") for opt in GLOBAL_OPTS],
+)
 app.add_typer(config_cmd.app, name="config", rich_help_panel="Setup")
 app.add_typer(sandbox_cmd.app, name="sandbox", rich_help_panel="Setup")
 app.command("inspect", rich_help_panel="Pipelines")(recipe_cmd.inspect_command)

@@ -7,7 +7,6 @@ to every row as defaults.
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Callable
 from functools import partial
@@ -17,10 +16,9 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from ..errors import ExitCode
-from .common import Session, global_options, make_ui, print_json, reported
+from .common import Session, print_json, reported
 from .lazy import LazyCommand
 from .options import (
-    CONNECTION_OPTS,
     GLOBAL_OPTS,
     IMAGE_OPTS,
     OUTPUT_OPTS,
@@ -29,6 +27,7 @@ from .options import (
     opt_parameter,
     parameter,
 )
+from .signatures import CONTEXT, begin, connection_flags, signature_command
 
 if TYPE_CHECKING:
     from ..batchreport import Reporter
@@ -140,7 +139,7 @@ def _options() -> tuple[Opt, ...]:
 
 def make_command() -> Callable[..., None]:
     params = [
-        inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context),
+        CONTEXT,
         parameter(
             "file",
             str,
@@ -151,27 +150,18 @@ def make_command() -> Callable[..., None]:
         ),
     ]
     params += [opt_parameter(opt) for opt in _options()]
-
-    def command(**kwargs: Any) -> None:
-        run_batch(kwargs)
-
-    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]  # read by Typer
-    command.__annotations__ = {p.name: p.annotation for p in params}
-    command.__name__ = "batch"
-    command.__doc__ = HELP
-    return command
+    return signature_command("batch", HELP, params, run_batch)
 
 
 def run_batch(options: dict[str, Any]) -> None:
-    ctx: typer.Context = options.pop("ctx")
-    merged = global_options(ctx, {opt.param: options.pop(opt.param) for opt in GLOBAL_OPTS})
-    ui = make_ui(merged)
+    merged, ui = begin(options)
     options.setdefault("print_curl", False)
     options.setdefault("open", False)
-    with reported(ui, json_errors=options["json"]):
-        flags = {opt.param: merged.get(opt.param) for opt in CONNECTION_OPTS}
-        with Session(ui, flags) as session:
-            code = _run(options, session, ui)
+    with (
+        reported(ui, json_errors=options["json"]),
+        Session(ui, connection_flags(merged)) as session,
+    ):
+        code = _run(options, session, ui)
     if code:
         raise typer.Exit(code)
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from .common import global_options, make_ui, print_json
-from .options import CONNECTION_OPTS, GLOBAL_OPTS, opt_parameter
+from .signatures import connection_flags, with_global_options
 
 HELP = (
     "Check settings, credentials, the endpoint and the clock; say what to fix.\n\n"
@@ -34,7 +33,6 @@ def doctor(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object with every check.")
     ] = False,
-    **options: Any,
 ) -> None:
     """Check settings, credentials, the endpoint and the clock; say what to fix."""
     from .. import doctor as checks
@@ -42,11 +40,10 @@ def doctor(
     from ..errors import VolccliError
     from .common import Session
 
-    merged = global_options(ctx, options)
+    merged = global_options(ctx)
     ui = make_ui(merged)
-    flags = {opt.param: merged.get(opt.param) for opt in CONNECTION_OPTS}
     try:
-        session = Session(ui, flags)
+        session = Session(ui, connection_flags(merged))
     except VolccliError as error:
         report = checks.unresolved(error, config_path())
     else:
@@ -70,15 +67,5 @@ def doctor(
     raise typer.Exit(report.exit_code)
 
 
-def _with_global_options(callback: Any) -> Any:
-    """Display and connection options also work after the command, as for generation."""
-    signature = inspect.signature(callback, eval_str=True)
-    params = [p for p in signature.parameters.values() if p.kind != p.VAR_KEYWORD]
-    params += [opt_parameter(opt) for opt in GLOBAL_OPTS]
-    callback.__signature__ = signature.replace(parameters=params)
-    callback.__annotations__ = {p.name: p.annotation for p in params}
-    return callback
-
-
 def register(app: typer.Typer) -> None:
-    app.command("doctor", help=HELP, rich_help_panel="Setup")(_with_global_options(doctor))
+    app.command("doctor", help=HELP, rich_help_panel="Setup")(with_global_options(doctor))

@@ -7,7 +7,6 @@ with no fields. Every command lands in ``run_generation``.
 
 from __future__ import annotations
 
-import inspect
 import os
 import sys
 from collections.abc import Callable
@@ -18,10 +17,9 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from ..kinds import CALL, KINDS, SUBMIT_ACTION, Kind
-from .common import Session, global_options, make_ui, print_json, reported
+from .common import Session, print_json, reported
 from .lazy import LazyCommand
 from .options import (
-    CONNECTION_OPTS,
     GLOBAL_OPTS,
     IMAGE_OPTS,
     OUTPUT_OPTS,
@@ -31,6 +29,7 @@ from .options import (
     parameter,
     slot_parameter,
 )
+from .signatures import CONTEXT, begin, connection_flags, signature_command
 
 if TYPE_CHECKING:
     from ..runner import Job, Outcome, Request
@@ -88,7 +87,7 @@ def _help(kind: Kind) -> str:
 
 def make_command(kind: Kind) -> Callable[..., None]:
     """A Typer command function whose signature is generated from the kind's row."""
-    params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)]
+    params = [CONTEXT]
     if not kind.req_key:
         params.append(CALL_PARAMS[0])
     params += [slot_parameter(s) for s in kind.slots if s.positional]
@@ -99,31 +98,22 @@ def make_command(kind: Kind) -> Callable[..., None]:
         params += CALL_PARAMS[1:]
     groups = (IMAGE_OPTS if kind.slots else ()) + REQUEST_OPTS + OUTPUT_OPTS + GLOBAL_OPTS
     params += [opt_parameter(opt) for opt in groups]
-
-    def command(**kwargs: Any) -> None:
-        run_generation(kind, kwargs)
-
-    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]  # read by Typer
-    command.__annotations__ = {p.name: p.annotation for p in params}
-    command.__name__ = kind.command.replace("-", "_")
-    command.__doc__ = kind.summary
-    return command
+    return signature_command(kind.command, kind.summary, params, partial(run_generation, kind))
 
 
 def run_generation(kind: Kind, options: dict[str, Any]) -> None:
-    ctx: typer.Context = options.pop("ctx")
-    merged = global_options(ctx, {opt.param: options.pop(opt.param) for opt in GLOBAL_OPTS})
-    ui = make_ui(merged)
-    with reported(ui, json_errors=options["json"]):
-        flags = {opt.param: merged.get(opt.param) for opt in CONNECTION_OPTS}
-        with Session(ui, flags) as session:
-            from ..build import build_request
+    merged, ui = begin(options)
+    with (
+        reported(ui, json_errors=options["json"]),
+        Session(ui, connection_flags(merged)) as session,
+    ):
+        from ..build import build_request
 
-            notes: list[str] = []
-            request = build_request(kind, options, session.resolved, notes=notes)
-            for note in notes:
-                ui.note(f"note: {note}")
-            execute(request, options, session, ui)
+        notes: list[str] = []
+        request = build_request(kind, options, session.resolved, notes=notes)
+        for note in notes:
+            ui.note(f"note: {note}")
+        execute(request, options, session, ui)
 
 
 def execute(request: Request, options: dict[str, Any], session: Session, ui: UI) -> None:

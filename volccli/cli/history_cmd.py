@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from .common import global_options, make_ui, print_json, reported
-from .pipeline_common import with_global_options
+from .signatures import with_global_options
 
 app = typer.Typer(
     help="Show past requests (newest first), or where they are kept.",

@@ -8,7 +8,6 @@ recorded SHA-256, optionally varied with --seed and --set.
 
 from __future__ import annotations
 
-import inspect as pyinspect
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -19,14 +18,13 @@ import typer
 from .common import Session, global_options, make_ui, print_json, reported
 from .lazy import LazyCommand
 from .options import (
-    CONNECTION_OPTS,
     GLOBAL_OPTS,
     OUTPUT_OPTS,
     REQUEST_OPTS,
     opt_parameter,
     parameter,
 )
-from .pipeline_common import with_global_options
+from .signatures import CONTEXT, begin, connection_flags, signature_command, with_global_options
 
 if TYPE_CHECKING:
     from ..images import ImageInput
@@ -155,7 +153,7 @@ def lazy_command() -> LazyCommand:
 
 def make_rerun() -> Callable[..., None]:
     params = [
-        pyinspect.Parameter("ctx", pyinspect.Parameter.KEYWORD_ONLY, annotation=typer.Context),
+        CONTEXT,
         parameter(
             "image",
             str,
@@ -174,27 +172,16 @@ def make_rerun() -> Callable[..., None]:
     ]
     groups = REQUEST_OPTS + OUTPUT_OPTS + GLOBAL_OPTS
     params += [opt_parameter(opt) for opt in groups if opt.param not in _RERUN_LEFT_OUT]
-
-    def command(**kwargs: Any) -> None:
-        run_rerun(kwargs)
-
-    command.__signature__ = pyinspect.Signature(params)  # type: ignore[attr-defined]  # read by Typer
-    command.__annotations__ = {p.name: p.annotation for p in params}
-    command.__name__ = "rerun"
-    command.__doc__ = RERUN_HELP
-    return command
+    return signature_command("rerun", RERUN_HELP, params, run_rerun)
 
 
 def run_rerun(options: dict[str, Any]) -> None:
-    ctx: typer.Context = options.pop("ctx")
-    merged = global_options(ctx, {opt.param: options.pop(opt.param) for opt in GLOBAL_OPTS})
-    ui = make_ui(merged)
+    merged, ui = begin(options)
     options["count"] = 1
     with reported(ui, json_errors=options["json"]):
         found, where = load_recipe(options["image"])
         ui.detail(f"recipe from {where}")
-        flags = {opt.param: merged.get(opt.param) for opt in CONNECTION_OPTS}
-        with Session(ui, flags) as session:
+        with Session(ui, connection_flags(merged)) as session:
             from .generate import execute
 
             request = recipe_request(found, options, session, Path(options["image"]))

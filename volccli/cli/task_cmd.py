@@ -12,7 +12,7 @@ import typer
 
 from .common import Session, global_options, make_ui, print_json, reported
 from .options import CONNECTION_OPTS
-from .pipeline_common import with_global_options
+from .signatures import with_global_options
 
 app = typer.Typer(
     help="Check or fetch async tasks (submitted with --async).",
