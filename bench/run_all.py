@@ -23,6 +23,7 @@ SCRIPTS = (
     ("bench_memory.py", ["--runs", "1"]),
     ("bench_urls.py", ["--runs", "1"]),
     ("bench_sandbox.py", ["--requests", "200"]),
+    ("bench_batch.py", ["--rounds", "1", "--cpu-jobs", "100"]),
 )
 
 
