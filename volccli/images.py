@@ -395,15 +395,16 @@ def sniff_extension(head: bytes) -> str:
     return ""
 
 
-def verify_image_file(path: Path) -> tuple[str, int, int]:
-    """Check a written result decodes as an image; return (format, width, height)."""
-    with path.open("rb") as handle:
+def verify_image_file(path: Path | bytes) -> tuple[str, int, int]:
+    """Check a result (a file, or its bytes) decodes as an image; return (format, width,
+    height)."""
+    with path.open("rb") if isinstance(path, Path) else io.BytesIO(path) as handle:
         if handle.read(8) == _PNG_SIGNATURE:
             return "PNG", *_verify_png(handle)
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with Image.open(path if isinstance(path, Path) else io.BytesIO(path)) as image:
             fmt, width, height = image.format or "", image.width, image.height
             image.verify()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:

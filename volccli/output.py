@@ -256,7 +256,12 @@ def _alive(pid: int) -> bool:
 
 
 def write_temp(folder: Path, data: bytes) -> Path:
-    """Write bytes to a durable temp file beside their final place."""
+    """Write bytes to a temp file beside their final place.
+
+    Not fsync'd: the rename that follows is what makes the write atomic, a killed process
+    leaves either the old state or the new one, and a batch checks each output's SHA-256
+    before it trusts it (its journal is the part that is fsync'd).
+    """
     try:
         path = temp_file(folder)
     except OSError as exc:
@@ -267,8 +272,6 @@ def write_temp(folder: Path, data: bytes) -> Path:
     try:
         with path.open("wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
     except OSError as exc:
         path.unlink(missing_ok=True)
         raise OutputError(

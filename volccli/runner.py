@@ -5,6 +5,7 @@ differs. ``plan`` is pure (a request expands into ``count`` jobs with their seed
 identities); ``Runner.run`` does the I/O.
 """
 
+import hashlib
 import random
 import shutil
 import sys
@@ -240,7 +241,9 @@ class Runner:
         self, job: Job, outcome: Outcome, on_event: Event, on_task: Callable[[str], None] | None
     ) -> None:
         spec = job.request.output
-        if spec.folder is not None and not needs_answer(spec.template):
+        # Only skip and fail can decide before the request is paid for.
+        decides_early = spec.on_exists in ("skip", "fail")
+        if decides_early and spec.folder is not None and not needs_answer(spec.template):
             target = output.target_for(
                 spec.folder, output.render_name(spec.template, name_values(job)), ".png"
             )
@@ -375,16 +378,23 @@ class Runner:
         ext = raw.ext or ".png"
         the_recipe = build_recipe(job, outcome, envelope, raw.index)
         if raw.data is not None:
+            # A decoded answer is checked and hashed in memory, then written once.
             data = recipe.embed(raw.data, the_recipe) if spec.embed else raw.data
-            tmp = output.write_temp(spec.folder or Path(tempfile.gettempdir()), data)
-        else:
+            fmt, width, height = _verified(data)
+            sha, size = hashlib.sha256(data).hexdigest(), len(data)
+            if spec.folder is None:
+                sys.stdout.buffer.write(data)
+                sys.stdout.buffer.flush()
+                return Written(None, sha, width, height, fmt, size)
+            tmp = output.write_temp(spec.folder, data)
+        else:  # a download, already in a temp file
             tmp = raw.take()
         try:
-            fmt, width, height = _verified(tmp)
-            if spec.embed and raw.data is None:
-                recipe.embed_file(tmp, the_recipe)
-            stored = RawResult(raw.index, path=tmp)
-            sha, size = stored.sha256(), tmp.stat().st_size
+            if raw.data is None:
+                fmt, width, height = _verified(tmp)
+                if spec.embed:
+                    recipe.embed_file(tmp, the_recipe)
+                sha, size = RawResult(raw.index, path=tmp).sha256(), tmp.stat().st_size
             if spec.folder is None:
                 with tmp.open("rb") as handle:
                     shutil.copyfileobj(handle, sys.stdout.buffer)
@@ -405,9 +415,9 @@ class Runner:
         return Written(placed, sha, width, height, fmt, size)
 
 
-def _verified(path: Path) -> tuple[str, int, int]:
+def _verified(source: Path | bytes) -> tuple[str, int, int]:
     try:
-        return verify_image_file(path)
+        return verify_image_file(source)
     except ValueError as exc:
         raise NetworkError(
             f"the returned image does not decode ({exc})",
