@@ -13,7 +13,7 @@ import re
 import string
 import tempfile
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Final, Literal, NamedTuple
@@ -255,8 +255,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def write_temp(folder: Path, data: bytes) -> Path:
-    """Write bytes to a temp file beside their final place.
+def write_temp(folder: Path, data: bytes | Sequence[bytes | memoryview]) -> Path:
+    """Write bytes (or pieces of them, in order) to a temp file beside their final place.
 
     Not fsync'd: the rename that follows is what makes the write atomic, a killed process
     leaves either the old state or the new one, and a batch checks each output's SHA-256
@@ -271,7 +271,8 @@ def write_temp(folder: Path, data: bytes) -> Path:
         ) from None
     try:
         with path.open("wb") as handle:
-            handle.write(data)
+            for piece in (data,) if isinstance(data, bytes) else data:
+                handle.write(piece)
     except OSError as exc:
         path.unlink(missing_ok=True)
         raise OutputError(

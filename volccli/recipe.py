@@ -36,14 +36,25 @@ def _itxt(text: str) -> bytes:
 
 def embed(data: bytes, recipe: dict[str, Any]) -> bytes:
     """Return image bytes with the recipe inside; other formats come back unchanged."""
+    return b"".join(embed_parts(data, recipe))
+
+
+def embed_parts(data: bytes, recipe: dict[str, Any]) -> tuple[bytes | memoryview, ...]:
+    """The image with the recipe inside, as pieces to write one after the other.
+
+    Pieces rather than one bytes object, so a large image is not copied just to insert
+    a few hundred bytes.
+    """
     text = json.dumps(recipe, ensure_ascii=False, separators=(",", ":"))
+    view = memoryview(data)
     if data.startswith(_PNG_SIGNATURE) and data.endswith(_IEND):
-        return data[: -len(_IEND)] + _itxt(text) + _IEND
+        return view[: -len(_IEND)], _itxt(text), _IEND
     if data.startswith(b"\xff\xd8"):
         payload = _JPEG_PREFIX + text.encode()
         if len(payload) + 2 <= 0xFFFF:
-            return data[:2] + b"\xff\xfe" + struct.pack(">H", len(payload) + 2) + payload + data[2:]
-    return data
+            marker = b"\xff\xfe" + struct.pack(">H", len(payload) + 2)
+            return view[:2], marker, payload, view[2:]
+    return (data,)
 
 
 def embed_file(path: Path, recipe: dict[str, Any]) -> bool:

@@ -378,15 +378,20 @@ class Runner:
         ext = raw.ext or ".png"
         the_recipe = build_recipe(job, outcome, envelope, raw.index)
         if raw.data is not None:
-            # A decoded answer is checked and hashed in memory, then written once.
-            data = recipe.embed(raw.data, the_recipe) if spec.embed else raw.data
-            fmt, width, height = _verified(data)
-            sha, size = hashlib.sha256(data).hexdigest(), len(data)
+            # A decoded answer is checked and hashed in memory, then written once; the
+            # recipe chunk volccli adds is well-formed by construction.
+            fmt, width, height = _verified(raw.data)
+            parts = recipe.embed_parts(raw.data, the_recipe) if spec.embed else (raw.data,)
+            digest = hashlib.sha256()
+            for part in parts:
+                digest.update(part)
+            sha, size = digest.hexdigest(), sum(len(part) for part in parts)
             if spec.folder is None:
-                sys.stdout.buffer.write(data)
+                for part in parts:
+                    sys.stdout.buffer.write(part)
                 sys.stdout.buffer.flush()
                 return Written(None, sha, width, height, fmt, size)
-            tmp = output.write_temp(spec.folder, data)
+            tmp = output.write_temp(spec.folder, parts)
         else:  # a download, already in a temp file
             tmp = raw.take()
         try:
