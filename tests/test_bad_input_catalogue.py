@@ -436,9 +436,11 @@ CATALOGUE: dict[str, Bad] = {
     "sandbox latency not a number": bad(
         "sandbox", "serve", "--latency", "slow", words=("latency must be seconds",)
     ),
-    "sandbox port out of range": bad("sandbox", "serve", "--port", "70000", words=("'--port'",)),
+    "sandbox port out of range": bad(
+        "sandbox", "serve", "--port", "70000", words=("--port 70000", "between 0 and 65535")
+    ),
     "sandbox error rate above 1": bad(
-        "sandbox", "serve", "--error-rate", "2", words=("'--error-rate'",)
+        "sandbox", "serve", "--error-rate", "2", words=("--error-rate 2.0", "must be <= 1")
     ),
     "completion for an unknown shell": bad("completion", "tcsh", words=("'tcsh'",)),
     "unknown command": bad("paint", "x", words=("No such command 'paint'",)),

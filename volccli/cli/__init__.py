@@ -34,7 +34,12 @@ from .signatures import extend_signature
 app = typer.Typer(
     name="volccli",
     cls=lazy_group(
-        [*generate.lazy_commands(), batch_cmd.lazy_command(), recipe_cmd.lazy_command()]
+        [
+            *generate.lazy_commands(),
+            batch_cmd.lazy_command(),
+            recipe_cmd.lazy_command(),
+            sandbox_cmd.lazy_command(),
+        ]
     ),
     help="Volcengine visual (CV) image API from the command line: generate, edit, outpaint, "
     "style products and guide with ControlNet; batch, resume, and test offline with --sandbox.",
@@ -79,7 +84,6 @@ extend_signature(
     [opt_parameter(opt, hidden=opt.param not in ROOT_SHOWN, panel="") for opt in GLOBAL_OPTS],
 )
 app.add_typer(config_cmd.app, name="config", rich_help_panel="Setup")
-app.add_typer(sandbox_cmd.app, name="sandbox", rich_help_panel="Setup")
 app.command("inspect", rich_help_panel="Pipelines")(recipe_cmd.inspect_command)
 app.add_typer(task_cmd.app, name="task", rich_help_panel="Pipelines")
 app.add_typer(history_cmd.app, name="history", rich_help_panel="Pipelines")

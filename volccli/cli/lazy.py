@@ -30,8 +30,8 @@ class LazyCommand(NamedTuple):
     help: str
     panel: str
     epilog: str
-    build: Callable[[], Callable[..., Any]]  # returns the command function
-    # Builds the whole command or group instead (see defer_registered); build is unused.
+    build: Callable[[], Callable[..., Any]] | None = None  # returns the command function
+    # Builds the whole command or group instead (see defer_registered).
     make: Callable[["LazyGroup"], Any] | None = None
 
 
@@ -64,7 +64,7 @@ class LazyGroup(TyperGroup):
             command = get_command_from_info(
                 CommandInfo(
                     name=spec.name,
-                    callback=spec.build(),
+                    callback=spec.build() if spec.build is not None else None,
                     help=spec.help,
                     epilog=spec.epilog,
                     rich_help_panel=spec.panel,
@@ -112,7 +112,7 @@ def defer_registered(app: typer.Typer) -> None:
             inspect.cleandoc(info.help) if info.help is not None else inspect.getdoc(info.callback)
         )
         lazy[name] = LazyCommand(
-            name, text or "", _plain(info.rich_help_panel), "", _unused, _command_maker(info, short)
+            name, text or "", _plain(info.rich_help_panel), "", make=_command_maker(info, short)
         )
     kept_groups = []
     for info in app.registered_groups:
@@ -127,8 +127,7 @@ def defer_registered(app: typer.Typer) -> None:
             text,
             _plain(solved.rich_help_panel),
             "",
-            _unused,
-            _group_maker(info, short, suggest),
+            make=_group_maker(info, short, suggest),
         )
     app.registered_commands = kept_commands
     app.registered_groups = kept_groups
@@ -137,10 +136,6 @@ def defer_registered(app: typer.Typer) -> None:
 
 def _plain(value: Any) -> Any:
     return value.value if isinstance(value, DefaultPlaceholder) else value
-
-
-def _unused() -> Callable[..., Any]:
-    raise AssertionError("built by LazyCommand.make")
 
 
 def _command_maker(info: CommandInfo, short: bool) -> Callable[[LazyGroup], Any]:

@@ -1,12 +1,16 @@
 """`volccli sandbox serve`: run the local API emulator in the foreground.
 
-The sandbox package (and Pillow) is imported inside the command, so `volccli --help`
-stays fast. The option defaults repeat SandboxConfig's; a test keeps them equal.
+The serve command's options are made from SandboxConfig's fields and the help table
+next to it (names, types, defaults and ``VOLCCLI_SANDBOX_*`` variables all come from
+there), and only when the `sandbox` command is used: the CLI's start-up never imports
+the sandbox. SandboxConfig checks every value, so a bad one is refused with the same
+message whichever way it was given.
 """
 
-from __future__ import annotations
-
 import contextlib
+import dataclasses
+import functools
+import inspect
 import signal
 import sys
 from types import FrameType
@@ -14,294 +18,108 @@ from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(help="Run the local API emulator.", no_args_is_help=True)
+from .lazy import LazyCommand, LazyGroup
 
-_ENV = "VOLCCLI_SANDBOX_"
-_FAULTS = "Faults"
-_LIMITS = "Limits"
-_RESULTS = "Results and tasks"
-_CREDENTIALS = "Accepted credentials"
+HELP = "Run the local API emulator."
+# Fields that are lists in SandboxConfig take one value per option, under a singular name.
+_REPEATED = {"extra_req_keys": "extra-req-key"}
 
 
-def _env(knob: str) -> str:
-    return _ENV + knob.upper()
+def lazy_command() -> LazyCommand:
+    return LazyCommand("sandbox", HELP, "Setup", "", make=_make_group)
 
 
-@app.callback()
-def sandbox() -> None:
-    """Run the local API emulator."""
-    # A callback keeps `serve` a subcommand even while it is the only one.
+def _make_group(group: LazyGroup) -> Any:
+    from typer.main import get_group_from_info
+    from typer.models import TyperInfo
+
+    return get_group_from_info(
+        TyperInfo(build_app(), name="sandbox", help=HELP),
+        pretty_exceptions_short=True,
+        suggest_commands=True,
+        rich_markup_mode=group.rich_markup_mode,
+    )
 
 
-@app.command()
-def serve(
-    host: Annotated[
-        str,
-        typer.Option(
-            help="Address to listen on; non-loopback needs --allow-remote.",
-            envvar=_env("host"),
-        ),
-    ] = "127.0.0.1",
-    port: Annotated[
-        int,
-        typer.Option(
-            help="Port to listen on (0 picks a free one).",
-            envvar=_env("port"),
-            min=0,
-            max=65535,
-        ),
-    ] = 8765,
-    allow_remote: Annotated[
-        bool,
-        typer.Option(
-            "--allow-remote",
-            help="Allow listening on an address other machines can reach.",
-            envvar=_env("allow_remote"),
-        ),
-    ] = False,
-    latency: Annotated[
-        str,
-        typer.Option(
-            help="Seconds added to each API request: fixed (0.3) or a range (0.1-0.5).",
-            envvar=_env("latency"),
-            rich_help_panel=_FAULTS,
-        ),
-    ] = "0",
-    qps: Annotated[
-        float,
-        typer.Option(
-            help="Requests per second before 50429 (token bucket, burst = qps); 0 = no limit.",
-            envvar=_env("qps"),
-            min=0,
-            rich_help_panel=_LIMITS,
-        ),
-    ] = 0.0,
-    concurrency: Annotated[
-        int,
-        typer.Option(
-            help="API requests in flight before 50430; 0 = no limit.",
-            envvar=_env("concurrency"),
-            min=0,
-            rich_help_panel=_LIMITS,
-        ),
-    ] = 0,
-    relay_429: Annotated[
-        bool,
-        typer.Option(
-            "--relay-429/--no-relay-429",
-            help="Gateway style: answer limits with a relay's plain HTTP 429 JSON.",
-            envvar=_env("relay_429"),
-            rich_help_panel=_LIMITS,
-        ),
-    ] = False,
-    error_rate: Annotated[
-        float,
-        typer.Option(
-            help="Fraction of API requests answered 50500 Internal Error (not billed).",
-            envvar=_env("error_rate"),
-            min=0,
-            max=1,
-            rich_help_panel=_FAULTS,
-        ),
-    ] = 0.0,
-    drop_rate: Annotated[
-        float,
-        typer.Option(
-            help="Fraction whose connection is closed without an answer (billed).",
-            envvar=_env("drop_rate"),
-            min=0,
-            max=1,
-            rich_help_panel=_FAULTS,
-        ),
-    ] = 0.0,
-    truncate_rate: Annotated[
-        float,
-        typer.Option(
-            help="Fraction whose answer is cut off after half the body (billed).",
-            envvar=_env("truncate_rate"),
-            min=0,
-            max=1,
-            rich_help_panel=_FAULTS,
-        ),
-    ] = 0.0,
-    fault_seed: Annotated[
-        int,
-        typer.Option(
-            help="Seed of the random faults, so a run can be repeated.",
-            envvar=_env("fault_seed"),
-            rich_help_panel=_FAULTS,
-        ),
-    ] = 0,
-    trickle_rate: Annotated[
-        float,
-        typer.Option(
-            help="Bytes per second of answers to the `trickle` marker.",
-            envvar=_env("trickle_rate"),
-            min=1,
-            rich_help_panel=_FAULTS,
-        ),
-    ] = 200.0,
-    max_skew: Annotated[
-        float,
-        typer.Option(
-            help="Seconds X-Date may differ from this clock before InvalidTimestamp.",
-            envvar=_env("max_skew"),
-            min=0,
-            rich_help_panel=_LIMITS,
-        ),
-    ] = 900.0,
-    max_body: Annotated[
-        int,
-        typer.Option(
-            help="Request bodies larger than this many bytes get HTTP 413; 0 = no limit.",
-            envvar=_env("max_body"),
-            min=0,
-            rich_help_panel=_LIMITS,
-        ),
-    ] = 0,
-    url_ttl: Annotated[
-        float,
-        typer.Option(
-            help="Seconds a return_url link stays valid.",
-            envvar=_env("url_ttl"),
-            min=0,
-            rich_help_panel=_RESULTS,
-        ),
-    ] = 3600.0,
-    task_ttl: Annotated[
-        float,
-        typer.Option(
-            help="Seconds an async task can be fetched before it is 'expired'.",
-            envvar=_env("task_ttl"),
-            min=0,
-            rich_help_panel=_RESULTS,
-        ),
-    ] = 86400.0,
-    async_polls: Annotated[
-        int,
-        typer.Option(
-            help="Get-result polls answered in_queue/generating before 'done'.",
-            envvar=_env("async_polls"),
-            min=0,
-            rich_help_panel=_RESULTS,
-        ),
-    ] = 2,
-    result_padding: Annotated[
-        int,
-        typer.Option(
-            help="Bytes of private PNG chunk added to each result (big results, cheaply).",
-            envvar=_env("result_padding"),
-            min=0,
-            rich_help_panel=_RESULTS,
-        ),
-    ] = 0,
-    recent_limit: Annotated[
-        int,
-        typer.Option(
-            help="Requests kept in the 'recent' list of /__sandbox/stats.",
-            envvar=_env("recent_limit"),
-            min=0,
-            rich_help_panel=_RESULTS,
-        ),
-    ] = 50,
-    extra_req_key: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Accept another req_key with generic checks (repeatable).",
-            envvar=_env("extra_req_keys"),
-            rich_help_panel=_RESULTS,
-        ),
-    ] = None,
-    lenient_ranges: Annotated[
-        bool,
-        typer.Option(
-            "--lenient-ranges",
-            help="Do not enforce ranges the request-kind table marks unconfirmed "
-            "(e.g. txt2img sizes above 768).",
-            envvar=_env("lenient_ranges"),
-            rich_help_panel=_LIMITS,
-        ),
-    ] = False,
-    log_requests: Annotated[
-        bool,
-        typer.Option(
-            "--log-requests",
-            help="Print one line per API request on stderr.",
-            envvar=_env("log_requests"),
-        ),
-    ] = False,
-    api_key: Annotated[
-        str,
-        typer.Option(
-            help="Bearer key accepted on /volcv/v1.",
-            envvar=_env("api_key"),
-            rich_help_panel=_CREDENTIALS,
-        ),
-    ] = "sandbox-api-key",
-    access_key: Annotated[
-        str,
-        typer.Option(
-            help="Access key accepted in V4 signatures.",
-            envvar=_env("access_key"),
-            rich_help_panel=_CREDENTIALS,
-        ),
-    ] = "AKLTsandboxAccessKey",
-    secret_key: Annotated[
-        str,
-        typer.Option(
-            help="Secret key V4 signatures are checked with.",
-            envvar=_env("secret_key"),
-            rich_help_panel=_CREDENTIALS,
-        ),
-    ] = "sandbox-secret-key",
-    session_token: Annotated[
-        str,
-        typer.Option(
-            help="STS token accepted in X-Security-Token.",
-            envvar=_env("session_token"),
-            rich_help_panel=_CREDENTIALS,
-        ),
-    ] = "sandbox-sts-token",
-) -> None:
-    """Serve the emulator until Ctrl-C. The first line of stdout is the base URL."""
-    from volccli.sandbox import Sandbox, SandboxConfig
-    from volccli.sandbox.config import is_loopback_host
+@functools.cache
+def build_app() -> typer.Typer:
+    app = typer.Typer(help=HELP, no_args_is_help=True)
 
-    if not allow_remote and not is_loopback_host(host):
+    @app.callback()
+    def sandbox() -> None:
+        """Run the local API emulator."""
+        # A callback keeps `serve` a subcommand even while it is the only one.
+
+    app.command("serve")(_serve_command())
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    # `python -c "from volccli.cli.sandbox_cmd import app; app()" serve …` still works.
+    if name == "app":
+        return build_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _serve_command() -> Any:
+    from ..sandbox.config import ENV_PREFIX, OPTION_HELP, SandboxConfig
+    from .signatures import signature_command
+
+    defaults = SandboxConfig(port=8765)  # the documented default port of `serve`
+    params = []
+    for item in dataclasses.fields(SandboxConfig):
+        help_text, panel = OPTION_HELP[item.name]
+        default = getattr(defaults, item.name)
+        flag = _REPEATED.get(item.name, item.name.replace("_", "-"))
+        if isinstance(default, bool):
+            annotation: Any = bool
+        elif isinstance(default, tuple):
+            annotation, default = list[str] | None, None
+        elif item.name == "latency":
+            annotation, default = str, str(default)  # seconds, or a range like 0.1-0.5
+        else:
+            annotation = type(default)
+        option = typer.Option(
+            f"--{flag}",
+            help=help_text.replace("[", "\\["),
+            envvar=ENV_PREFIX + item.name.upper(),
+            rich_help_panel=panel or None,
+        )
+        params.append(
+            inspect.Parameter(
+                item.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=default,
+                annotation=Annotated[annotation, option],
+            )
+        )
+    return signature_command(
+        "serve",
+        "Serve the emulator until Ctrl-C. The first line of stdout is the base URL.",
+        params,
+        _serve,
+    )
+
+
+def _serve(options: dict[str, Any]) -> None:
+    from ..sandbox import Sandbox, SandboxConfig
+    from ..sandbox.config import is_loopback_host
+
+    host, port = options["host"], options["port"]
+    if not options["allow_remote"] and not is_loopback_host(host):
         _fail(
             f"refusing to listen on {host}: not a loopback address (add --allow-remote "
             "to serve other machines)"
         )
-    settings: dict[str, Any] = {
-        "latency": latency,
-        "qps": qps,
-        "concurrency": concurrency,
-        "relay_429": relay_429,
-        "error_rate": error_rate,
-        "drop_rate": drop_rate,
-        "truncate_rate": truncate_rate,
-        "fault_seed": fault_seed,
-        "trickle_rate": trickle_rate,
-        "max_skew": max_skew,
-        "max_body": max_body,
-        "url_ttl": url_ttl,
-        "task_ttl": task_ttl,
-        "async_polls": async_polls,
-        "result_padding": result_padding,
-        "recent_limit": recent_limit,
-        "extra_req_keys": tuple(extra_req_key or ()),
-        "lenient_ranges": lenient_ranges,
-        "log_requests": log_requests,
-        "api_key": api_key,
-        "access_key": access_key,
-        "secret_key": secret_key,
-        "session_token": session_token,
-    }
+    options["extra_req_keys"] = tuple(options["extra_req_keys"] or ())
     try:
-        config = SandboxConfig(host=host, port=port, allow_remote=allow_remote, **settings)
+        config = SandboxConfig(**options)
         sandbox = Sandbox(config).start()
     except ValueError as exc:
-        _fail(str(exc))
+        # SandboxConfig names the setting ("error_rate: …"); name the option instead.
+        knob, sep, problem = str(exc).partition(": ")
+        flag = _REPEATED.get(knob, knob.replace("_", "-"))
+        _fail(f"--{flag} {options.get(knob)}: {problem}" if sep and knob in options else str(exc))
     except OSError as exc:
         _fail(f"could not listen on {host}:{port}: {exc.strerror or exc}")
     _announce(sandbox.base_url, config)

@@ -8,8 +8,20 @@ CLI: it pulls in Pillow.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .config import ACCESS_KEY, API_KEY, SECRET_KEY, SESSION_TOKEN, SandboxConfig
-from .server import Sandbox
+
+
+def __getattr__(name: str) -> Any:
+    # The server (and Pillow behind it) loads on first use, so the CLI can read the
+    # settings table without paying for them.
+    if name == "Sandbox":
+        from .server import Sandbox
+
+        return Sandbox
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ACCESS_KEY",

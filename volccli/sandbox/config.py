@@ -64,6 +64,8 @@ class SandboxConfig:
         for name, value in checked.items():
             setattr(self, name, value)
         self.port = int(self.port)
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port: must be between 0 and 65535, not {self.port}")
 
     @classmethod
     def from_env(
@@ -197,6 +199,46 @@ KNOBS: Final[dict[str, Callable[[object], object]]] = {
     "extra_req_keys": _keys,
     "lenient_ranges": _to_bool,
     "log_requests": _to_bool,
+}
+
+
+# Help and help panel of each `volccli sandbox serve` option; the option's name, type,
+# default and environment variable come from SandboxConfig, so they cannot drift apart.
+_FAULTS, _LIMITS, _RESULTS, _CREDENTIALS = (
+    "Faults", "Limits", "Results and tasks", "Accepted credentials"
+)
+OPTION_HELP: Final[dict[str, tuple[str, str]]] = {
+    "host": ("Address to listen on; non-loopback needs --allow-remote.", ""),
+    "port": ("Port to listen on (0 picks a free one).", ""),
+    "allow_remote": ("Allow listening on an address other machines can reach.", ""),
+    "latency": ("Seconds added to each API request: fixed (0.3) or a range (0.1-0.5).", _FAULTS),
+    "qps": ("Requests per second before 50429 (token bucket, burst = qps); 0 = no limit.",
+            _LIMITS),
+    "concurrency": ("API requests in flight before 50430; 0 = no limit.", _LIMITS),
+    "relay_429": ("Gateway style: answer limits with a relay's plain HTTP 429 JSON.", _LIMITS),
+    "error_rate": ("Fraction of API requests answered 50500 Internal Error (not billed).",
+                   _FAULTS),
+    "drop_rate": ("Fraction whose connection is closed without an answer (billed).", _FAULTS),
+    "truncate_rate": ("Fraction whose answer is cut off after half the body (billed).", _FAULTS),
+    "fault_seed": ("Seed of the random faults, so a run can be repeated.", _FAULTS),
+    "trickle_rate": ("Bytes per second of answers to the `trickle` marker.", _FAULTS),
+    "max_skew": ("Seconds X-Date may differ from this clock before InvalidTimestamp.", _LIMITS),
+    "max_body": ("Request bodies larger than this many bytes get HTTP 413; 0 = no limit.",
+                 _LIMITS),
+    "url_ttl": ("Seconds a return_url link stays valid.", _RESULTS),
+    "task_ttl": ("Seconds an async task can be fetched before it is 'expired'.", _RESULTS),
+    "async_polls": ("Get-result polls answered in_queue/generating before 'done'.", _RESULTS),
+    "result_padding": ("Bytes of private PNG chunk added to each result (big results, cheaply).",
+                       _RESULTS),
+    "recent_limit": ("Requests kept in the 'recent' list of /__sandbox/stats.", _RESULTS),
+    "extra_req_keys": ("Accept another req_key with generic checks (repeatable).", _RESULTS),
+    "lenient_ranges": ("Do not enforce ranges the request-kind table marks unconfirmed "
+                       "(e.g. txt2img sizes above 768).", _LIMITS),
+    "log_requests": ("Print one line per API request on stderr.", ""),
+    "api_key": ("Bearer key accepted on /volcv/v1.", _CREDENTIALS),
+    "access_key": ("Access key accepted in V4 signatures.", _CREDENTIALS),
+    "secret_key": ("Secret key V4 signatures are checked with.", _CREDENTIALS),
+    "session_token": ("STS token accepted in X-Security-Token.", _CREDENTIALS),
 }
 
 
