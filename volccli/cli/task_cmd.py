@@ -86,86 +86,60 @@ def get(ctx: typer.Context, req_key: ReqKey, task_id: TaskId, json_out: Json = F
         typer.echo(text)
 
 
-@app.command("wait")
-@with_global_options
-def wait_command(
-    ctx: typer.Context,
-    req_key: ReqKey,
-    task_id: TaskId,
-    output_dir: Annotated[
-        str | None,
-        typer.Option(
-            "--output-dir",
-            "-o",
-            help="Folder for the images. [default: .]",
-            metavar="DIR",
-            rich_help_panel=OUTPUT,
-            show_default=False,
+# The output and polling options of `wait`, as every generation command has them.
+_WAIT_OPTIONS = (
+    "output_dir",
+    "name",
+    "on_exists",
+    "json",
+    "null",
+    "no_sidecar",
+    "no_embed",
+    "poll_interval",
+    "wait_timeout",
+    "no_log",
+)
+
+
+def _wait_command() -> Any:
+    from ..kinds import RETURN_URL
+    from .options import GLOBAL_OPTS, OUTPUT_OPTS, REQUEST_OPTS, field_parameter, opt_parameter
+    from .options import parameter as make_parameter
+    from .signatures import CONTEXT, signature_command
+
+    params = [
+        CONTEXT,
+        make_parameter(
+            "req_key",
+            str,
+            argument=True,
+            metavar="REQ_KEY",
+            default=...,
+            help="The req_key the task was submitted with.",
         ),
-    ] = None,
-    name: Annotated[
-        str | None,
-        typer.Option(
-            help="File name template (see `volccli txt2img --help`).",
-            metavar="TEMPLATE",
-            rich_help_panel=OUTPUT,
-            show_default=False,
+        make_parameter(
+            "task_id", str, argument=True, metavar="TASK_ID", default=..., help="The task id."
         ),
-    ] = None,
-    on_exists: Annotated[
-        str | None,
-        typer.Option(
-            help="When a file exists: suffix, skip, overwrite or fail.",
-            metavar="POLICY",
-            rich_help_panel=OUTPUT,
-            show_default=False,
-        ),
-    ] = None,
-    return_url: Annotated[
-        bool,
-        typer.Option(
-            "--return-url", help="Ask for result URLs (downloaded at once).", rich_help_panel=OUTPUT
-        ),
-    ] = False,
-    json_out: Json = False,
-    null: Annotated[
-        bool,
-        typer.Option(
-            "--null", "-0", help="Separate printed paths with NUL.", rich_help_panel=OUTPUT
-        ),
-    ] = False,
-    no_sidecar: Annotated[
-        bool,
-        typer.Option(
-            "--no-sidecar", help="No .json recipe beside each image.", rich_help_panel=OUTPUT
-        ),
-    ] = False,
-    no_embed: Annotated[
-        bool,
-        typer.Option("--no-embed", help="No recipe inside the image file.", rich_help_panel=OUTPUT),
-    ] = False,
-    poll_interval: Annotated[
-        float, typer.Option(help="First wait between polls.", metavar="SECONDS")
-    ] = 3.0,
-    wait_timeout: Annotated[
-        float, typer.Option(help="Give up after this long.", metavar="SECONDS")
-    ] = 900.0,
-    no_log: Annotated[
-        bool, typer.Option("--no-log", help="Do not record it in the history.")
-    ] = False,
-) -> None:
-    """Wait for a task to finish, then write its images like any command."""
-    flags, ui = _session_flags(ctx)
-    options = {
-        "output_dir": output_dir,
-        "name": name,
-        "on_exists": on_exists,
-        "json": json_out,
-        "null": null,
-        "no_sidecar": no_sidecar,
-        "no_embed": no_embed,
-        "no_log": no_log,
-    }
+        *(opt_parameter(opt) for opt in OUTPUT_OPTS + REQUEST_OPTS if opt.param in _WAIT_OPTIONS),
+        field_parameter(RETURN_URL),
+        *(opt_parameter(opt) for opt in GLOBAL_OPTS),
+    ]
+    return signature_command(
+        "wait",
+        "Wait for a task to finish, then write its images like any command.",
+        params,
+        _wait,
+    )
+
+
+def _wait(options: dict[str, Any]) -> None:
+    from .signatures import begin, connection_flags
+
+    merged, ui = begin(options)
+    req_key, task_id = options["req_key"], options["task_id"]
+    poll_interval, wait_timeout = options["poll_interval"], options["wait_timeout"]
+    json_out, return_url = options["json"], bool(options["return_url"])
+    flags = connection_flags(merged)
     with reported(ui, json_errors=json_out), Session(ui, flags) as session:
         from ..build import output_spec
         from ..errors import InputError
@@ -217,3 +191,6 @@ def wait_command(
         report(outcome, options, ui)
         if outcome.status == "failed" and outcome.error is not None:
             raise outcome.error
+
+
+app.command("wait")(_wait_command())
