@@ -40,7 +40,7 @@ class VolccliError(Exception):
         retry: str = "never",
     ) -> None:
         super().__init__(message)
-        # The retry rule of codes.Retry: never, rate, server or filtered.
+        # The retry rule of codes.Retry: never, safe, server or filtered.
         self.retry = retry
         self.message = message
         self.hint = hint
