@@ -145,8 +145,3 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def setting(session: Session, local: Any, name: str) -> Any:
-    """A per-command option, else the resolved setting."""
-    return local if local is not None else session.resolved.get(name)

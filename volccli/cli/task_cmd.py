@@ -11,8 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from .common import Session, global_options, make_ui, print_json, reported
-from .options import CONNECTION_OPTS
-from .signatures import with_global_options
+from .signatures import connection_flags, with_global_options
 
 app = typer.Typer(
     help="Check or fetch async tasks (submitted with --async).",
@@ -33,11 +32,6 @@ def task() -> None:
     """Check or fetch async tasks (submitted with --async)."""
 
 
-def _session_flags(ctx: typer.Context) -> tuple[dict[str, Any], Any]:
-    merged = global_options(ctx)
-    return {opt.param: merged.get(opt.param) for opt in CONNECTION_OPTS}, make_ui(merged)
-
-
 def _check_ref(req_key: str, task_id: str) -> None:
     """An empty REQ_KEY or TASK_ID is refused here rather than sent."""
     from ..errors import InputError
@@ -53,8 +47,9 @@ def _check_ref(req_key: str, task_id: str) -> None:
 @with_global_options
 def get(ctx: typer.Context, req_key: ReqKey, task_id: TaskId, json_out: Json = False) -> None:
     """Poll a task once and print its status (in_queue, generating, done)."""
-    flags, ui = _session_flags(ctx)
-    with reported(ui, json_errors=json_out), Session(ui, flags) as session:
+    merged = global_options(ctx)
+    ui = make_ui(merged)
+    with reported(ui, json_errors=json_out), Session(ui, connection_flags(merged)) as session:
         from ..tasks import wait
 
         _check_ref(req_key, task_id)
@@ -133,7 +128,7 @@ def _wait_command() -> Any:
 
 
 def _wait(options: dict[str, Any]) -> None:
-    from .signatures import begin, connection_flags
+    from .signatures import begin
 
     merged, ui = begin(options)
     req_key, task_id = options["req_key"], options["task_id"]
