@@ -48,10 +48,9 @@ def _profile(ctx: typer.Context, local: str | None) -> str:
 
 
 def _connection(ctx: typer.Context) -> dict[str, Any]:
-    from .options import CONNECTION_OPTS
+    from .signatures import connection_flags
 
-    options = global_options(ctx)
-    return {opt.param: options[opt.param] for opt in CONNECTION_OPTS if opt.param in options}
+    return connection_flags(global_options(ctx))
 
 
 def _setting(key: str) -> Setting:
