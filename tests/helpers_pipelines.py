@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,3 +94,28 @@ def subprocess_env() -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+def kill_batch_after(
+    args: Sequence[str], env: dict[str, str], journal: Path, done: int, timeout: float
+) -> None:
+    """Run `volccli ARGS` in a child and SIGKILL it once the journal has ``done`` jobs done."""
+    child = subprocess.Popen(
+        [PYTHON, "-m", "volccli", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and child.poll() is None:
+            if journal.exists() and journal.read_text().count('"type": "done"') >= done:
+                break
+            time.sleep(0.01)
+        assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(10)
+        if child.stderr:
+            child.stderr.close()
+    assert child.returncode == -signal.SIGKILL

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -12,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers_pipelines import (
-    PYTHON,
     box,
     images_in,
     journal_records,
+    kill_batch_after,
     subprocess_env,
     volccli,
     write_jsonl,
@@ -38,26 +36,7 @@ def test_kill_9_mid_batch_then_rerun_writes_each_output_once(
     journal = out / ".volccli-journal.jsonl"
     box.configure(latency=0.08)
     args = ["batch", str(jobs), "-o", str(out), "-j", str(WORKERS), "--qps", "0"]
-    child = subprocess.Popen(
-        [PYTHON, "-m", "volccli", *args],
-        env=subprocess_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and child.poll() is None:
-            done = journal.exists() and journal.read_text().count('"type": "done"')
-            if done and done >= 10:
-                break
-            time.sleep(0.01)
-        assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.wait(10)
-        if child.stderr:
-            child.stderr.close()
-    assert child.returncode == -signal.SIGKILL
+    kill_batch_after(args, subprocess_env(), journal, done=10, timeout=30)
     finished_before = {r["key"] for r in journal_records(journal) if r["type"] == "done"}
     assert 10 <= len(finished_before) < JOBS
     time.sleep(0.3)  # requests in flight at the kill are still billed by the server

@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import signal
 import subprocess
 import time
 from collections import Counter
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import listing, run_cli
-from tests.helpers_pipelines import PYTHON, subprocess_env, write_jsonl
+from tests.helpers_pipelines import PYTHON, kill_batch_after, subprocess_env, write_jsonl
 from tests.helpers_proof import (
     check_journal,
     images,
@@ -289,25 +288,7 @@ def test_kill_9_in_a_200_job_batch_then_rerun_writes_each_output_once(
     env = subprocess_env()
     env.update(VOLCCLI_API_KEY=API_KEY, VOLCCLI_BASE_URL=fresh_sandbox.base_url)
     fresh_sandbox.configure(latency=0.05)
-    child = subprocess.Popen(
-        [PYTHON, "-m", "volccli", *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and child.poll() is None:
-            if journal.exists() and journal.read_text().count('"type": "done"') >= 60:
-                break
-            time.sleep(0.01)
-        assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.wait(10)
-        if child.stderr:
-            child.stderr.close()
-    assert child.returncode == -signal.SIGKILL
+    kill_batch_after(args, env, journal, done=60, timeout=20)
     finished = {r["key"] for r in journal_records(journal) if r["type"] == "done"}
     assert 60 <= len(finished) < KILL_JOBS
     check_journal(journal, allow_open=KILL_WORKERS)
