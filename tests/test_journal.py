@@ -119,3 +119,30 @@ def test_two_batches_cannot_share_one_journal_at_once(tmp_path: Path) -> None:
     finally:
         first.close()
     Journal.open(path, "b.jsonl").close()  # free again once the first is closed
+
+
+def test_records_that_protect_money_are_fsynced_and_start_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    import volccli.journal as journal_module
+
+    journal = Journal.open(tmp_path / "j.jsonl", "jobs.jsonl")
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(json.loads((tmp_path / "j.jsonl").read_text().splitlines()[-1])["type"])
+        real_fsync(fd)
+
+    monkeypatch.setattr(journal_module.os, "fsync", fsync)
+    try:
+        journal.start("k#0", identity="k", row=1, index=0, seed=1)
+        journal.task("k#0", "task-1")
+        journal.failed("k#0", {"code": 50500})
+        journal.start("k#0", identity="k", row=1, index=0, seed=1)
+        journal.done("k#0", [])
+    finally:
+        journal.close()
+    assert synced == ["task", "failed", "done"]

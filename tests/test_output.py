@@ -257,3 +257,20 @@ def test_ensure_folder_refuses_a_path_under_a_file(tmp_path: Path) -> None:
     ensure_folder(tmp_path / "new" / "deeper")
     assert (tmp_path / "new" / "deeper").is_dir()
     assert listing(tmp_path) == ["file.txt"]
+
+
+def test_write_temp_makes_a_missing_folder_and_writes_every_piece(tmp_path: Path) -> None:
+    folder = tmp_path / "new" / "deeper"
+    path = write_temp(folder, [b"ab", memoryview(b"cdef")[1:], b""])
+    assert path.parent == folder and path.read_bytes() == b"abdef"
+
+
+def test_target_for_follows_the_working_folder_of_a_relative_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        monkeypatch.chdir(tmp_path / name)
+        assert target_for(Path("."), "sub/img", ".png") == (tmp_path / name / "sub/img.png")
+        with pytest.raises(InputError):
+            target_for(Path("."), "sub/../../x", ".png")

@@ -80,8 +80,21 @@ def row_kind(values: Mapping[str, Any]) -> tuple[Kind, str]:
     )
 
 
+_LOOKUPS: dict[int, tuple[Kind, dict[str, Field | ImageSlot]]] = {}
+
+
 def _lookup(kind: Kind) -> dict[str, Field | ImageSlot]:
-    """Every name a row may use for a field or an image slot of this kind."""
+    """Every name a row may use for a field or an image slot of this kind.
+
+    Built once per kind (kinds are constants): a batch asks for every row.
+    """
+    cached = _LOOKUPS.get(id(kind))
+    if cached is None or cached[0] is not kind:
+        cached = _LOOKUPS[id(kind)] = (kind, _names_of(kind))
+    return cached[1]
+
+
+def _names_of(kind: Kind) -> dict[str, Field | ImageSlot]:
     names: dict[str, Field | ImageSlot] = {}
     for slot in kind.slots:
         for name in (slot.name, slot.option, slot.option.replace("-", "_")):

@@ -1,11 +1,15 @@
 """The batch journal: what was started, submitted and finished, so a rerun can resume.
 
-One JSON object per line, appended and fsync'd before the step it describes goes on
-(``start`` before a request is sent, ``task`` as soon as an async task id is known,
-``done`` after the files are written), so after a crash or kill -9 the journal never
-claims more than happened. Later records of a job override earlier ones. A torn last
-line (a kill in the middle of a write) is ignored. The file is locked while a batch
-runs, so two batches cannot interleave their records in one journal.
+One JSON object per line, appended before the step it describes goes on (``start``
+before a request is sent, ``task`` as soon as an async task id is known, ``done`` after
+the files are written), so after a crash or kill -9 the journal never claims more than
+happened. A killed process loses nothing it wrote (the page cache outlives it); against
+a power cut, the records that protect money are fsync'd (``task``: a lost task id means
+paying again; ``done``/``failed``: a lost one means sending again). ``start`` is not:
+without a ``done`` after it, a job is sent again whether its ``start`` survived or not.
+Later records of a job override earlier ones. A torn last line (a kill in the middle of
+a write) is ignored. The file is locked while a batch runs, so two batches cannot
+interleave their records in one journal.
 """
 
 from __future__ import annotations
@@ -141,13 +145,14 @@ class Journal:
             if record.get("forget_task"):
                 state.task_id = ""
 
-    def _append(self, record: dict[str, Any]) -> None:
+    def _append(self, record: dict[str, Any], *, durable: bool = True) -> None:
         record = {**record, "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
         line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
         with self._lock:
             try:
                 os.write(self._fd, line)
-                os.fsync(self._fd)
+                if durable:
+                    os.fsync(self._fd)
             except OSError as exc:
                 raise OutputError(
                     f"cannot write the journal {self.path} ({exc.strerror})",
@@ -178,7 +183,8 @@ class Journal:
                 "row": row,
                 "index": index,
                 "seed": seed,
-            }
+            },
+            durable=False,
         )
 
     def task(self, key: str, task_id: str) -> None:

@@ -45,8 +45,12 @@ SIDECAR_SUFFIX: Final = ".json"
 _SUFFIX_LIMIT = 10_000
 
 
-def template_fields(template: str) -> list[tuple[str, str]]:
-    """(token, format spec) pairs of a template; raise InputError on unknown tokens."""
+@functools.lru_cache(maxsize=64)
+def template_fields(template: str) -> tuple[tuple[str, str], ...]:
+    """(token, format spec) pairs of a template; raise InputError on unknown tokens.
+
+    Cached: a batch renders the same template for every job.
+    """
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
@@ -74,7 +78,7 @@ def template_fields(template: str) -> list[tuple[str, str]]:
                 "write e.g. {prompt:20}",
             )
         fields.append((name, spec))
-    return fields
+    return tuple(fields)
 
 
 def check_template(template: str) -> None:
@@ -116,10 +120,11 @@ def _safe_component(value: str) -> str:
 
 def render_name(template: str, values: Mapping[str, object], now: datetime | None = None) -> str:
     """Fill a template; the result is a relative path without extension."""
-    now = now or datetime.now()
-    filled: dict[str, str] = {"date": now.strftime("%Y%m%d"), "time": now.strftime("%H%M%S")}
+    filled: dict[str, str] = {}
     for token, spec in template_fields(template):
         if token in ("date", "time"):
+            now = now or datetime.now()
+            filled[token] = now.strftime("%Y%m%d" if token == "date" else "%H%M%S")
             continue
         raw = values.get(token)
         text = "" if raw is None else str(raw)
@@ -128,8 +133,7 @@ def render_name(template: str, values: Mapping[str, object], now: datetime | Non
         elif spec:
             text = text[: int(spec)]
         filled[token] = "" if not text else _safe_component(text)
-    plain = re.sub(r"\{(\w+):\d+\}", r"{\1}", template)
-    name = plain.format(**filled)
+    name = _without_specs(template).format(**filled)
     # Empty tokens leave doubled or dangling separators behind: tidy them.
     parts = []
     for part in re.split(r"[/\\]", name):
@@ -139,6 +143,11 @@ def render_name(template: str, values: Mapping[str, object], now: datetime | Non
     if not parts:
         return "image"
     return "/".join(parts)
+
+
+@functools.lru_cache(maxsize=64)
+def _without_specs(template: str) -> str:
+    return re.sub(r"\{(\w+):\d+\}", r"{\1}", template)
 
 
 class OutputSpec(NamedTuple):
@@ -165,11 +174,19 @@ def ensure_folder(folder: Path) -> None:
 
 
 def target_for(folder: Path, relative: str, ext: str) -> Path:
-    target = (folder / f"{relative}{ext}").resolve()
-    root = folder.resolve()
-    if root not in target.parents:
+    """The absolute path of a rendered name; refused when it leaves the output folder."""
+    root = _resolved(folder if folder.is_absolute() else Path.cwd() / folder)
+    target = os.path.normpath(os.path.join(root, f"{relative}{ext}"))
+    if not target.startswith(os.path.join(root, "")) or target == str(root):
         raise InputError(f"--name resolves outside {folder}", "keep names inside --output-dir")
-    return target
+    return Path(target)
+
+
+@functools.lru_cache(maxsize=32)
+def _resolved(folder: Path) -> str:
+    # Resolved once per folder: a batch asks for thousands of names inside one folder,
+    # and each resolve() is a system call per path component.
+    return str(folder.resolve())
 
 
 def sidecar_path(image: Path) -> Path:
@@ -200,27 +217,37 @@ def precheck(target: Path, on_exists: OnExists) -> Literal["write", "skip"]:
     return "write"
 
 
-@functools.cache
-def _file_mode() -> int:
-    """What a plain open() would give: mkstemp's 0600 is for secrets, not images."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 TEMP_PREFIX = ".volccli-"
+_TEMP_ATTEMPTS = 100
+
+
+def _open_temp(folder: Path, suffix: str) -> tuple[int, Path]:
+    """Create a new hidden temp file in ``folder``, opened for writing.
+
+    Mode 0o666 before the umask, what a plain open() gives (mkstemp's 0600 is for
+    secrets, not images); O_EXCL makes the name ours alone. The folder is made only when
+    it is missing: a batch writes thousands of files into one that exists.
+    """
+    # The pid in the name tells a later run the leftovers of a killed writer from the
+    # files of one still running (see sweep_stale_temps).
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    flags |= getattr(os, "O_BINARY", 0)
+    for _ in range(_TEMP_ATTEMPTS):
+        path = folder / f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(6).hex()}{suffix}"
+        try:
+            return os.open(path, flags, 0o666), path
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            folder.mkdir(parents=True, exist_ok=True)
+            return os.open(path, flags, 0o666), path
+    raise FileExistsError(errno.EEXIST, "no free temp file name", str(folder))
 
 
 def temp_file(folder: Path, suffix: str = ".part") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    # The pid in the name tells a later run the leftovers of a killed writer from the
-    # files of one still running (see sweep_stale_temps).
-    fd, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=suffix, dir=folder)
-    try:
-        os.fchmod(fd, _file_mode())
-    finally:
-        os.close(fd)
-    return Path(name)
+    fd, path = _open_temp(folder, suffix)
+    os.close(fd)
+    return path
 
 
 def sweep_stale_temps(folder: Path) -> int:
@@ -263,16 +290,20 @@ def write_temp(folder: Path, data: bytes | Sequence[bytes | memoryview]) -> Path
     before it trusts it (its journal is the part that is fsync'd).
     """
     try:
-        path = temp_file(folder)
+        fd, path = _open_temp(folder, ".part")
     except OSError as exc:
         raise OutputError(
             f"cannot write to {folder} ({exc.strerror})",
             "choose another --output-dir or fix its permissions",
         ) from None
     try:
-        with path.open("wb") as handle:
+        try:
             for piece in (data,) if isinstance(data, bytes) else data:
-                handle.write(piece)
+                view = memoryview(piece)
+                while view:
+                    view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
     except OSError as exc:
         path.unlink(missing_ok=True)
         raise OutputError(
@@ -285,7 +316,8 @@ def write_temp(folder: Path, data: bytes | Sequence[bytes | memoryview]) -> Path
 def place(tmp: Path, target: Path, on_exists: OnExists) -> Path | None:
     """Move ``tmp`` to ``target`` under the policy; None when skipped. ``tmp`` is consumed."""
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if not os.path.isdir(target.parent):  # a stat; mkdir on an existing folder raises
+            target.parent.mkdir(parents=True, exist_ok=True)
         if on_exists == "overwrite":
             os.replace(tmp, target)
             return target
