@@ -131,6 +131,10 @@ def test_an_unwritable_history_warns_once_and_the_generation_goes_on(
     assert run.err.count("cannot write the history") == 1
     single = volccli(capsys, ["txt2img", "still works", "-o", str(tmp_path / "one")])
     assert single.code == 0 and single.err.count("cannot write the history") == 1
+    listing = volccli(capsys, ["history"])
+    assert listing.code == 3 and listing.out == ""
+    assert f"{blocker} is a file, not a folder" in listing.err
+    assert "VOLCCLI_DATA_DIR" in listing.err and len(listing.err.splitlines()) == 1
 
 
 WRITER = textwrap.dedent(

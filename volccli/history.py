@@ -13,6 +13,7 @@ generation carries on.
 
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
 import threading
@@ -181,6 +182,10 @@ def _decode(row: sqlite3.Row) -> dict[str, Any]:
 def query(path: Path, *, limit: int = 20, search: str = "") -> list[dict[str, Any]]:
     """Newest first; ``search`` matches prompt, parameters, paths and request id."""
     if not path.exists():
+        blocker = _file_in_the_way(path.parent)
+        if blocker is not None:
+            # Not "empty": nothing could ever have been written there.
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(blocker))
         return []
     sql = "SELECT * FROM requests"
     args: list[Any] = []
@@ -198,6 +203,14 @@ def query(path: Path, *, limit: int = 20, search: str = "") -> list[dict[str, An
     with connect(path) as conn:
         conn.row_factory = sqlite3.Row
         return [_decode(row) for row in conn.execute(sql, args)]
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The nearest existing ancestor of ``folder`` (itself included) when it is a file."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
 
 
 @dataclass

@@ -42,13 +42,19 @@ def history(
         return
     ui = make_ui(global_options(ctx))
     with reported(ui, json_errors=json_out):
-        from ..errors import InputError
+        from ..errors import ConfigError, InputError
         from ..history import db_path, query
 
         if limit < 0:
             raise InputError(f"-n {limit} must be 0 (all) or more", "e.g. -n 50")
         try:
             rows = query(db_path(), limit=limit, search=search or "")
+        except NotADirectoryError as exc:
+            raise ConfigError(
+                f"cannot read the history at {db_path()}: {exc.filename} is a file, "
+                "not a folder",
+                "point VOLCCLI_DATA_DIR at a folder (or unset it)",
+            ) from None
         except Exception as exc:  # sqlite3 is imported lazily
             if type(exc).__module__ != "sqlite3":
                 raise
