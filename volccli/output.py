@@ -177,7 +177,7 @@ def target_for(folder: Path, relative: str, ext: str) -> Path:
     """The absolute path of a rendered name; refused when it leaves the output folder."""
     root = _resolved(folder if folder.is_absolute() else Path.cwd() / folder)
     target = os.path.normpath(os.path.join(root, f"{relative}{ext}"))
-    if not target.startswith(os.path.join(root, "")) or target == str(root):
+    if not target.startswith(os.path.join(root, "")):
         raise InputError(f"--name resolves outside {folder}", "keep names inside --output-dir")
     return Path(target)
 
