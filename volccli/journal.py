@@ -148,16 +148,19 @@ class Journal:
     def _append(self, record: dict[str, Any], *, durable: bool = True) -> None:
         record = {**record, "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
         line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
-        with self._lock:
-            try:
+        try:
+            with self._lock:
                 os.write(self._fd, line)
-                if durable:
-                    os.fsync(self._fd)
-            except OSError as exc:
-                raise OutputError(
-                    f"cannot write the journal {self.path} ({exc.strerror})",
-                    "free some space; the batch can be resumed once the journal is writable",
-                ) from None
+            # Outside the lock: workers finishing together share one flush (the kernel
+            # merges concurrent fsyncs of a file) instead of queueing for a slow disk.
+            if durable:
+                os.fsync(self._fd)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write the journal {self.path} ({exc.strerror})",
+                "free some space; the batch can be resumed once the journal is writable",
+            ) from None
+        with self._lock:
             self._apply(record)
 
     # --- the steps of a job ----------------------------------------------------------
