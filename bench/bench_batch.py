@@ -508,10 +508,10 @@ def _cpu_sample(argv: list[str], env: dict[str, str], cwd: Path, out: Path, jobs
 
 # (module, class or "", function, what it is): each is timed with the thread's CPU clock.
 # Nested stages are inside the ones above them; write_temp counts the image's and the
-# sidecar's temp files (each written and fsync'd before it is linked or renamed).
+# sidecar's temp files (each written, then linked or renamed into place).
 STAGES = (
     ("volccli.batch", "Engine", "_one", "whole job (batch.Engine._one)"),
-    ("volccli.journal", "Journal", "_append", "  journal: start and done records, fsync'd"),
+    ("volccli.journal", "Journal", "_append", "  journal: start and done records (done fsync'd)"),
     ("volccli.output", "", "target_for", "  output names resolved (before sending, after)"),
     ("volccli.runner", "Runner", "_send", "  request and answer (runner.Runner._send)"),
     ("volccli.client", "ApiClient", "_attempt", "    HTTP exchange via requests"),

@@ -121,28 +121,57 @@ def test_two_batches_cannot_share_one_journal_at_once(tmp_path: Path) -> None:
     Journal.open(path, "b.jsonl").close()  # free again once the first is closed
 
 
-def test_records_that_protect_money_are_fsynced_and_start_is_not(
+def test_a_task_id_is_fsynced_at_once_finished_jobs_soon_and_start_never(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import os
+    import time
 
     import volccli.journal as journal_module
 
-    journal = Journal.open(tmp_path / "j.jsonl", "jobs.jsonl")
-    synced: list[str] = []
+    path = tmp_path / "j.jsonl"
+    journal = Journal.open(path, "jobs.jsonl")
+    synced: list[list[str]] = []  # the record types on disk at each fsync
     real_fsync = os.fsync
 
     def fsync(fd: int) -> None:
-        synced.append(json.loads((tmp_path / "j.jsonl").read_text().splitlines()[-1])["type"])
+        synced.append([json.loads(line)["type"] for line in path.read_text().splitlines()])
         real_fsync(fd)
 
     monkeypatch.setattr(journal_module.os, "fsync", fsync)
     try:
         journal.start("k#0", identity="k", row=1, index=0, seed=1)
+        assert synced == []
         journal.task("k#0", "task-1")
+        assert synced == [["header", "start", "task"]]  # before task() returned
         journal.failed("k#0", {"code": 50500})
         journal.start("k#0", identity="k", row=1, index=0, seed=1)
         journal.done("k#0", [])
+        # A background flush follows within FLUSH_DELAY, without another record.
+        deadline = time.monotonic() + 50 * journal_module.FLUSH_DELAY
+        while not any(types[-1] == "done" for types in synced):
+            assert time.monotonic() < deadline, synced
+            time.sleep(0.01)
+        journal.failed("k#1", {"code": 50500})
     finally:
         journal.close()
-    assert synced == ["task", "failed", "done"]
+    assert synced[-1][-1] == "failed"  # close flushed what was still waiting
+
+
+def test_a_failed_flush_is_reported_by_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import volccli.journal as journal_module
+    from volccli.errors import OutputError
+
+    journal = Journal.open(tmp_path / "j.jsonl", "jobs.jsonl")
+
+    def fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(journal_module.os, "fsync", fsync)
+    journal.done("k#0", [])
+    with pytest.raises(OutputError) as info:
+        journal.close()
+    assert "cannot write the journal" in info.value.message
+    assert "Input/output error" in info.value.message
