@@ -401,14 +401,15 @@ def verify_image_file(path: Path | bytes) -> tuple[str, int, int]:
     with path.open("rb") if isinstance(path, Path) else io.BytesIO(path) as handle:
         if handle.read(8) == _PNG_SIGNATURE:
             return "PNG", *_verify_png(handle)
-    from PIL import Image, UnidentifiedImageError
+        handle.seek(0)
+        from PIL import Image, UnidentifiedImageError
 
-    try:
-        with Image.open(path if isinstance(path, Path) else io.BytesIO(path)) as image:
-            fmt, width, height = image.format or "", image.width, image.height
-            image.verify()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise ValueError(f"not a valid image ({exc})") from None
+        try:
+            with Image.open(handle) as image:
+                fmt, width, height = image.format or "", image.width, image.height
+                image.verify()
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            raise ValueError(f"not a valid image ({exc})") from None
     if fmt == "JPEG" and b"\xff\xd9" not in _tail(path, 1024):
         raise ValueError("truncated JPEG")
     return fmt, width, height
