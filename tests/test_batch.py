@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -97,6 +98,43 @@ def test_jsonl_rows_become_requests_with_flag_and_body_names(
         sidecar["inputs"][0]["sha256"]
         == __import__("hashlib").sha256(photo.read_bytes()).hexdigest()
     )
+
+
+def test_a_row_name_names_its_files_unless_name_is_set(
+    box: Sandbox,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    jobs = write_jsonl(
+        tmp_path / "jobs.jsonl",
+        [
+            {"command": "txt2img", "prompt": "named hero", "name": "hero"},
+            {"command": "txt2img", "prompt": "named fox", "name": "fox", "count": 2},
+            {"command": "txt2img", "prompt": "unnamed owl", "seed": 7},
+        ],
+    )
+
+    def names(out: Path, *extra: str) -> list[str]:
+        run = volccli(capsys, ["batch", str(jobs), "-o", str(out), *extra])
+        assert run.code == 0, run.err
+        return sorted(Path(line).name for line in run.out.splitlines())
+
+    assert names(tmp_path / "rows") == [
+        "fox_0.png",
+        "fox_1.png",
+        "hero.png",
+        "txt2img_unnamed-owl_7.png",
+    ]
+    # --name on the command line wins over the rows' names ...
+    flagged = names(tmp_path / "flag", "--name", "{prompt}")
+    assert "hero.png" not in flagged and "named-hero.png" in flagged
+    # ... and so does a naming scheme in the profile.
+    config = Path(os.environ["VOLCCLI_CONFIG_DIR"])
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "config.toml").write_text('[profiles.default]\nname = "p_{prompt}"\n', encoding="utf-8")
+    profiled = names(tmp_path / "profile")
+    assert "p_named-hero.png" in profiled and "hero.png" not in profiled
 
 
 def test_csv_rows_are_typed_from_text(

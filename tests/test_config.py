@@ -306,3 +306,15 @@ def test_write_config_tightens_a_loose_folder(home: Path) -> None:
     assert file_mode_problems(path) == []
     write_config(path, {"profiles": {"default": {"retries": 4}}})
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_settings_outside_a_profile_table_are_named_as_ignored(home: Path) -> None:
+    # A hand-written file with [default] or a bare key at the top level reads nothing.
+    write_profile(home, 'qps = 2\n[default]\nname = "x"\n[profiles.default]\njobs = 3\n')
+    resolved = resolve({}, env=env_for(home), home=home)
+    assert resolved.get("qps") == 5.0 and resolved.get("name") is None
+    assert resolved.get("jobs") == 3
+    ignored = [note for note in resolved.notes if "outside [profiles.NAME]" in note]
+    assert len(ignored) == 2
+    assert "'qps'" in ignored[0] and "'default'" in ignored[1]
+    assert all("[profiles.default]" in note for note in ignored)

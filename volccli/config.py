@@ -382,6 +382,13 @@ def resolve(
         )
     section = profiles.get(name, {})
     resolved = Resolved(profile=name, profile_source=name_source, path=path)
+    for key in data:
+        if key != "profiles":
+            # A hand-written [default] or a setting at the top level is never read.
+            resolved.notes.append(
+                f"{path}: {key!r} is outside [profiles.NAME] and is ignored; "
+                f"move it under [profiles.{DEFAULT_PROFILE}] (or use `volccli config set`)"
+            )
     for key in section:
         if key not in SETTINGS:
             resolved.notes.append(f"{path}: profile {name!r} has unknown setting {key!r}")

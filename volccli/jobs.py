@@ -250,6 +250,16 @@ def _option(key: str, value: Any) -> Any:
 # --- the whole file -------------------------------------------------------------------
 
 
+def row_name_template(count: int) -> str:
+    """The file name of a row that has a ``name`` when no --name (flag or profile) is set.
+
+    A row's name is what its author wants the file called: ``hero.png``, or
+    ``hero_0.png``, ``hero_1.png`` … when the row makes several images.
+    """
+    return "{name}" if count == 1 else "{name}_{index}"
+
+
+
 def plan_batch(
     batch: BatchFile,
     defaults: Mapping[str, Any],
@@ -265,6 +275,8 @@ def plan_batch(
     for row in batch.rows:
         try:
             kind, options, name = row_options(row, defaults, batch_out)
+            if name and not options.get("name") and not resolved.get("name"):
+                options["name"] = row_name_template(int(options.get("count") or 1))
             request = build_request(
                 kind, options, resolved, stdin=stdin, base_dir=batch.base_dir, notes=notes
             )
