@@ -132,7 +132,8 @@ def test_a_row_name_names_its_files_unless_name_is_set(
     # ... and so does a naming scheme in the profile.
     config = Path(os.environ["VOLCCLI_CONFIG_DIR"])
     config.mkdir(parents=True, exist_ok=True)
-    (config / "config.toml").write_text('[profiles.default]\nname = "p_{prompt}"\n', encoding="utf-8")
+    profile = '[profiles.default]\nname = "p_{prompt}"\n'
+    (config / "config.toml").write_text(profile, encoding="utf-8")
     profiled = names(tmp_path / "profile")
     assert "p_named-hero.png" in profiled and "hero.png" not in profiled
 
