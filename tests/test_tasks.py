@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,56 @@ def test_task_wait_polls_through_the_states_then_writes_the_image(
     second = Path(again.out.rstrip("\0"))
     assert again.out.endswith("\0") and second != path  # never clobbered
     assert pixels(second) == pixels(path)
+
+
+def test_task_wait_takes_back_the_parameters_of_a_task_submitted_here(
+    box: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    box.configure(async_polls=3)
+    out = tmp_path / "out"
+    polling = ["--poll-interval", "0.01", "-o", str(out)]
+    gave_up = volccli(
+        capsys,
+        ["txt2img", "waited fox", "--seed", "11", "--async", "--wait-timeout", "0.001", *polling],
+    )
+    assert gave_up.code == 7, gave_up.err
+    found = re.search(rf"task wait {TXT2IMG} (\d+)", gave_up.err)
+    assert found is not None, gave_up.err
+    assert images_in(out) == []
+
+    run = volccli(capsys, ["task", "wait", TXT2IMG, found.group(1), *polling, "--json"])
+    assert run.code == 0, run.err
+    (record,) = run.records
+    path = Path(record["path"])
+    # Named, recorded and hashed as the submitting command would have done it.
+    assert path.name == "txt2img_waited-fox_11.png"
+    sidecar = json.loads(Path(f"{path}.json").read_text())
+    assert (sidecar["body"]["prompt"], sidecar["seed"]) == ("waited fox", 11)
+    rows = volccli(capsys, ["history", "--json", "-n", "2"]).records
+    assert [row["outcome"] for row in rows] == ["ok", "failed"]
+    assert rows[0]["request_hash"] == rows[1]["request_hash"] == sidecar["request_hash"]
+    assert rows[0]["prompt"] == "waited fox"
+
+
+def test_ctrl_c_while_waiting_says_how_to_fetch_the_submitted_task(
+    box: Sandbox,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from volccli import runner as runner_module
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner_module, "wait", interrupted)
+    run = volccli(capsys, ["txt2img", "owl", "--async", "-o", str(tmp_path)])
+    assert run.code == 130
+    submitted = box.stats()["requests"]["CVSync2AsyncSubmitTask"]["ok"]
+    assert submitted == 1
+    found = re.search(rf"fetch it with `volccli task wait {TXT2IMG} (\d+)`", run.err)
+    assert found is not None, run.err
+    assert run.err.rstrip().endswith("volccli: interrupted")
 
 
 def test_an_unknown_task_exits_4(

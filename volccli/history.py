@@ -205,6 +205,29 @@ def query(path: Path, *, limit: int = 20, search: str = "") -> list[dict[str, An
         return [_decode(row) for row in conn.execute(sql, args)]
 
 
+def submission(path: Path, req_key: str, task_id: str) -> dict[str, Any] | None:
+    """The newest row that knows what task ``task_id`` was asked to make, or None.
+
+    A task submitted by volccli on this machine has a row with its full parameters (the
+    submitting command's, or an earlier `task wait` that found them); a row of a bare
+    `task wait` only knows the req_key.
+    """
+    if not path.is_file():
+        return None
+    with connect(path) as conn:
+        conn.row_factory = sqlite3.Row
+        rows = conn.execute(
+            "SELECT * FROM requests WHERE task_id = ? AND req_key = ? ORDER BY id DESC",
+            (task_id, req_key),
+        )
+        for row in rows:
+            record = _decode(row)
+            params = record.get("params")
+            if isinstance(params, dict) and set(params) - {"req_key", "return_url"}:
+                return record
+    return None
+
+
 def _file_in_the_way(folder: Path) -> Path | None:
     """The nearest existing ancestor of ``folder`` (itself included) when it is a file."""
     for candidate in (folder, *folder.parents):

@@ -141,8 +141,20 @@ def execute(request: Request, options: dict[str, Any], session: Session, ui: UI)
         label = (
             f"{request.command} {job.index + 1}/{len(jobs)}" if len(jobs) > 1 else request.command
         )
-        with ui.waiting(label) as state:
-            outcome = runner.run(job, on_event=event_printer(ui, state))
+        submitted: list[str] = []
+        try:
+            with ui.waiting(label) as state:
+                outcome = runner.run(
+                    job, on_event=event_printer(ui, state), on_task=submitted.append
+                )
+        except KeyboardInterrupt:
+            for task_id in submitted[-1:]:  # a reseed's earlier tasks were answered
+                # Submitted means paid for: say how to collect it instead of paying again.
+                ui.plain(
+                    f"volccli: task {task_id} keeps running; fetch it with "
+                    f"`volccli task wait {request.req_key} {task_id}`"
+                )
+            raise
         written += report(outcome, options, ui)
         if outcome.error is not None and outcome.status == "failed":
             raise outcome.error

@@ -151,13 +151,9 @@ def _wait(options: dict[str, Any]) -> None:
         spec = output_spec(options, session.resolved, 1)
         kind = kind_for(req_key) or CALL
         request = Request(kind=kind, req_key=req_key, values={}, output=spec)
-        # Only what the get-result call carries is known: the rest stayed with the submitter.
-        body: dict[str, Any] = {"req_key": req_key}
+        body, identity = _submitted(req_key, task_id, ui)
         if return_url:
             body["return_url"] = True
-        import hashlib  # here, not at the top: every start imports this module
-
-        identity = hashlib.sha256(f"task:{req_key}:{task_id}".encode()).hexdigest()
         job = Job(request, 0, body, identity)
         if spec.folder is not None:
             ensure_folder(spec.folder)
@@ -186,6 +182,33 @@ def _wait(options: dict[str, Any]) -> None:
         report(outcome, options, ui)
         if outcome.status == "failed" and outcome.error is not None:
             raise outcome.error
+
+
+def _submitted(req_key: str, task_id: str, ui: Any) -> tuple[dict[str, Any], str]:
+    """(body, request hash) of the task as submitted, from this machine's history.
+
+    A task volccli submitted here (with --async, then given up on with --wait-timeout
+    or Ctrl-C) gets its prompt, seed and parameters back: in its file name, sidecar and
+    history row, so `rerun` works on it. A task submitted elsewhere is known only by
+    what the get-result call carries.
+    """
+    import hashlib  # here, not at the top: every start imports this module
+    import sqlite3
+
+    from ..history import db_path, submission
+
+    try:
+        found = submission(db_path(), req_key, task_id)
+    except (sqlite3.Error, OSError) as exc:
+        ui.detail(f"history not searched for task {task_id} ({exc})")
+        found = None
+    if found is not None:
+        ui.detail(f"task {task_id}: parameters from the history ({found.get('time')})")
+        identity = str(found.get("request_hash") or "")
+        if identity:
+            return dict(found["params"]), identity
+    body: dict[str, Any] = {"req_key": req_key}
+    return body, hashlib.sha256(f"task:{req_key}:{task_id}".encode()).hexdigest()
 
 
 app.command("wait")(_wait_command())
