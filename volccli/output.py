@@ -167,6 +167,9 @@ def ensure_folder(folder: Path) -> None:
         os.unlink(probe)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            blocker = next((p for p in (folder, *folder.parents) if p.is_file()), folder)
+            reason = f"{blocker} is a file, not a folder"
         raise OutputError(
             f"cannot write to {folder} ({reason})",
             "choose another --output-dir or fix its permissions",
