@@ -213,7 +213,12 @@ CATALOGUE: dict[str, Bad] = {
         words=("endpoint 'ftp://example.com'",),
     ),
     "output folder is a file": bad(
-        "txt2img", "x", "-o", "notes.png", code=OUTPUT, words=("cannot write to notes.png", "is a file, not a folder")
+        "txt2img",
+        "x",
+        "-o",
+        "notes.png",
+        code=OUTPUT,
+        words=("cannot write to notes.png", "is a file, not a folder"),
     ),
     # --- config files and profiles ---
     "malformed config.toml": bad(

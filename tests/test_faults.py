@@ -343,3 +343,64 @@ def test_a_resumed_batch_removes_temp_files_of_a_killed_writer_only(
     assert "removed 1 temp file(s) left by an interrupted run" in result.stderr
     assert not dead.exists() and live.read_bytes() == b"being written"
     assert len(images(out)) == 1
+
+
+def test_a_batch_whose_stdout_reader_goes_away_stops_cleanly_and_resumes(
+    fresh_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """`volccli batch … | head -1`: no traceback, exit 8, no new jobs, and a rerun finishes."""
+    rows = [{"command": "txt2img", "prompt": f"piped {n}", "name": f"p{n:02d}"} for n in range(30)]
+    jobs = write_jsonl(tmp_path / "jobs.jsonl", rows)
+    out = tmp_path / "out"
+    args = ["batch", str(jobs), "-o", str(out), "-j", "1", "--qps", "0"]
+    env = subprocess_env()
+    env.update(VOLCCLI_API_KEY=API_KEY, VOLCCLI_BASE_URL=fresh_sandbox.base_url)
+    fresh_sandbox.configure(latency=0.05)
+    child = subprocess.Popen(
+        [PYTHON, "-m", "volccli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None and child.stderr is not None
+    first = child.stdout.readline().decode()
+    child.stdout.close()  # what `head -1` does after its line
+    err = child.stderr.read().decode()
+    child.stderr.close()
+    assert child.wait(30) == ExitCode.OUTPUT, err
+    assert first.strip().endswith("p00.png")
+    assert "Traceback" not in err
+    assert "stdout was closed by its reader" in err and "not started" in err
+    done_before = len(images(out))
+    assert 1 <= done_before < 30  # the jobs in flight finished; no new ones started
+    fresh_sandbox.configure(latency=0)
+
+    gateway = {"VOLCCLI_API_KEY": API_KEY, "VOLCCLI_BASE_URL": fresh_sandbox.base_url}
+    rerun = run_cli([*args, "--json"], env=gateway)
+    assert rerun.exit_code == 0, rerun.stderr
+    *_, summary = rerun.json_lines()
+    assert summary["summary"]["skipped"] == done_before
+    assert [p.name for p in images(out)] == [f"p{n:02d}.png" for n in range(30)]
+    assert stray_files(out) == []
+
+
+def test_a_command_whose_stdout_reader_goes_away_exits_8_quietly(
+    fresh_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    env = subprocess_env()
+    env.update(VOLCCLI_API_KEY=API_KEY, VOLCCLI_BASE_URL=fresh_sandbox.base_url)
+    fresh_sandbox.configure(latency=0.05)
+    args = ["txt2img", "piped owl", "-n", "3", "-o", str(tmp_path / "out")]
+    child = subprocess.Popen(
+        [PYTHON, "-m", "volccli", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert child.stdout is not None and child.stderr is not None
+    first = child.stdout.readline().decode()
+    child.stdout.close()
+    err = child.stderr.read().decode()
+    child.stderr.close()
+    assert child.wait(30) == ExitCode.OUTPUT, err
+    assert first.strip().endswith(".png") and err == ""
+    # It stopped at the first path it could not print: the third image was never asked for.
+    assert len(images(tmp_path / "out")) == 2
+    assert fresh_sandbox.stats()["billed"] == 2

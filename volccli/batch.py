@@ -4,7 +4,8 @@ Each worker takes the next job, journals ``start`` (with the seed it will send),
 it through the same ``Runner`` as a single command (journalling an async task id the
 moment it is known), then journals ``done`` with the SHA-256 of every file written, or
 ``failed``. ``--fail-fast`` (and a credentials failure, which every other job would
-repeat) stops new jobs from starting; jobs already in flight finish.
+repeat, or a stdout whose reader went away) stops new jobs from starting; jobs already
+in flight finish.
 """
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ class Engine:
                 elif self.fail_fast:
                     self.stop.set()
             self.reporter.finished(result, key=item.key)
+            if self.reporter.stdout_closed:  # nobody reads the results any more
+                self.stop.set()
 
     def _failed(self, item: BatchJob, error: VolccliError) -> Result:
         return Result(

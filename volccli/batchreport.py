@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from .errors import VolccliError
-from .ui import UI
+from .ui import UI, detach_stdout
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -120,6 +120,7 @@ class Reporter:
         self._task: TaskID | None = None
         self._ticker: threading.Thread | None = None
         self._stop = threading.Event()
+        self.stdout_closed = False  # the reader of stdout went away: stop the batch
 
     # --- the run ---------------------------------------------------------------------
 
@@ -185,12 +186,18 @@ class Reporter:
         self._refresh()
 
     def _emit(self, result: Result) -> None:
-        if self.json_lines:
-            sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
-        elif result.status in ("ok", "skipped"):  # skipped: done by an earlier run
-            end = "\0" if self.null else "\n"
-            sys.stdout.write("".join(f"{path}{end}" for path in result.paths))
-        sys.stdout.flush()
+        if self.stdout_closed:
+            return
+        try:
+            if self.json_lines:
+                sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
+            elif result.status in ("ok", "skipped"):  # skipped: done by an earlier run
+                end = "\0" if self.null else "\n"
+                sys.stdout.write("".join(f"{path}{end}" for path in result.paths))
+            sys.stdout.flush()
+        except BrokenPipeError:
+            self.stdout_closed = True
+            detach_stdout()
 
     def stop(self) -> None:
         self._stop.set()

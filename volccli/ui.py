@@ -97,6 +97,21 @@ class UI:
             yield state
 
 
+def detach_stdout() -> None:
+    """Point stdout at the null device once its reader has gone (``volccli … | head``).
+
+    Later writes, and the flush at exit, then go nowhere instead of raising
+    BrokenPipeError again.
+    """
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
 def format_error(error: VolccliError) -> str:
     """One line: what went wrong, then how to fix it."""
     text = f"volccli: error: {error.message}"

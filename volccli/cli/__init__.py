@@ -115,9 +115,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.stderr.write("volccli: interrupted\n")
         code = ExitCode.INTERRUPTED
     except BrokenPipeError:
-        # The reader went away (volccli … | head): not an error worth a traceback.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        code = ExitCode.UNEXPECTED
+        # The reader went away (volccli … | head): not worth a traceback, but the
+        # output did not all arrive.
+        from ..ui import detach_stdout
+
+        detach_stdout()
+        code = ExitCode.OUTPUT
     except Exception as exc:  # the last line of defence: one line, no traceback
         if "-v" in args or "--verbose" in args or os.environ.get("VOLCCLI_DEBUG"):
             raise

@@ -293,6 +293,11 @@ def _execute(
         reporter.step_summary(step, summary)
     if engine.fatal is not None:
         ui.error(engine.fatal)
+    elif reporter.stdout_closed:
+        ui.warn(
+            "stdout was closed by its reader, so no new jobs were started; "
+            "run the same command again to finish the batch"
+        )
     return code
 
 
@@ -340,5 +345,7 @@ def _limiter_state(limiter: AdaptiveLimiter) -> str:
 def _exit_code(reporter: Reporter, engine: Any) -> int:
     if engine.fatal is not None:
         return int(engine.fatal.exit_code)
+    if reporter.stdout_closed:
+        return int(ExitCode.OUTPUT)
     counts = reporter.counts
     return int(ExitCode.BATCH_FAILED) if counts.failed or counts.invalid else 0

@@ -59,6 +59,13 @@ def reported(ui: UI, *, json_errors: bool = False) -> Iterator[None]:
         if json_errors:
             print_json({"error": error.to_json()})
         raise typer.Exit(int(error.exit_code)) from None
+    except BrokenPipeError:
+        # The reader of stdout went away (volccli … | head -1): no traceback, no
+        # message, but not success either: not all of the output arrived.
+        from ..ui import detach_stdout
+
+        detach_stdout()
+        raise typer.Exit(int(ExitCode.OUTPUT)) from None
     except KeyboardInterrupt:
         ui.plain("volccli: interrupted")
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
