@@ -404,3 +404,59 @@ def test_a_command_whose_stdout_reader_goes_away_exits_8_quietly(
     # It stopped at the first path it could not print: the third image was never asked for.
     assert len(images(tmp_path / "out")) == 2
     assert fresh_sandbox.stats()["billed"] == 2
+
+
+def test_sigterm_stops_a_batch_after_its_jobs_in_flight_and_a_rerun_finishes(
+    fresh_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """A cancelled CI job: SIGTERM lets the paid-for jobs finish, then exits 143."""
+    rows = [{"command": "txt2img", "prompt": f"cancel {n}", "name": f"c{n:02d}"} for n in range(40)]
+    jobs = write_jsonl(tmp_path / "jobs.jsonl", rows)
+    out = tmp_path / "out"
+    journal = out / JOURNAL_NAME
+    args = ["batch", str(jobs), "-o", str(out), "-j", "3", "--qps", "0"]
+    env = subprocess_env()
+    env.update(VOLCCLI_API_KEY=API_KEY, VOLCCLI_BASE_URL=fresh_sandbox.base_url)
+    fresh_sandbox.configure(latency=0.3)
+    child = subprocess.Popen(
+        [PYTHON, "-m", "volccli", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stderr is not None
+    deadline = time.monotonic() + 20
+    while '"type": "done"' not in (journal.read_text() if journal.exists() else ""):
+        assert time.monotonic() < deadline and child.poll() is None
+        time.sleep(0.02)
+    child.terminate()
+    err = child.stderr.read().decode()
+    child.stderr.close()
+    assert child.wait(30) == ExitCode.TERMINATED, err
+    assert "stopping: waiting for the" in err and "in flight" in err
+    assert err.rstrip().endswith("volccli: terminated") and "Traceback" not in err
+    # Every job that was started was also finished: nothing paid for was thrown away.
+    steps = check_journal(journal, allow_open=0)
+    done_before = len(steps)
+    assert 1 <= done_before < 40
+    assert len(images(out)) == done_before and stray_files(out) == []
+    fresh_sandbox.configure(latency=0)
+    billed_first = wait_idle(fresh_sandbox)["billed"]
+    assert billed_first == done_before
+
+    gateway = {"VOLCCLI_API_KEY": API_KEY, "VOLCCLI_BASE_URL": fresh_sandbox.base_url}
+    rerun = run_cli([*args, "--json"], env=gateway)
+    assert rerun.exit_code == 0, rerun.stderr
+    assert [p.name for p in images(out)] == [f"c{n:02d}.png" for n in range(40)]
+    assert wait_idle(fresh_sandbox)["billed"] == 40
+
+
+def test_main_gives_back_the_sigterm_handler_it_borrowed() -> None:
+    import signal
+
+    from volccli.cli import main
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -5,7 +5,8 @@ it through the same ``Runner`` as a single command (journalling an async task id
 moment it is known), then journals ``done`` with the SHA-256 of every file written, or
 ``failed``. ``--fail-fast`` (and a credentials failure, which every other job would
 repeat, or a stdout whose reader went away) stops new jobs from starting; jobs already
-in flight finish.
+in flight finish. So does the first Ctrl-C or SIGTERM; a second one leaves at once (a
+rerun fetches the async tasks that were submitted, from the journal).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Engine:
     def __post_init__(self) -> None:
         self.stop = threading.Event()
         self.fatal: VolccliError | None = None
+        self.in_flight = 0  # jobs taken by a worker and not finished yet
         self._lock = threading.Lock()
         self._queue: list[BatchJob] = []
 
@@ -73,17 +75,21 @@ class Engine:
         for thread in threads:
             thread.start()
         try:
-            for thread in threads:
-                while thread.is_alive():
-                    thread.join(0.2)  # short joins keep Ctrl-C responsive
+            _join(threads)
         except KeyboardInterrupt:
+            # The jobs in flight are paid for: let them finish and be journalled, unless
+            # a second Ctrl-C (or SIGTERM) says to leave now.
             self.stop.set()
+            if self.in_flight:
+                self.reporter.stopping(self.in_flight)
+            _join(threads)
             raise
 
     def _next(self) -> BatchJob | None:
         with self._lock:
             if self.stop.is_set() or not self._queue:
                 return None
+            self.in_flight += 1
             return self._queue.pop()
 
     def _work(self) -> None:
@@ -106,6 +112,8 @@ class Engine:
                 elif self.fail_fast:
                     self.stop.set()
             self.reporter.finished(result, key=item.key)
+            with self._lock:
+                self.in_flight -= 1
             if self.reporter.stdout_closed:  # nobody reads the results any more
                 self.stop.set()
 
@@ -162,3 +170,9 @@ class Engine:
                 error.to_json(),
                 forget_task=error.code in LOST_TASK_CODES,
             )
+
+
+def _join(threads: list[threading.Thread]) -> None:
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.2)  # short joins keep Ctrl-C responsive

@@ -185,6 +185,14 @@ class Reporter:
             self.ui.warn(f"{self.label}:{result.line}: {error.message}{rid}{hint}")
         self._refresh()
 
+    def stopping(self, in_flight: int) -> None:
+        """Ctrl-C or SIGTERM: no new jobs; say what is still being waited for."""
+        jobs = f"{in_flight} job{'s' if in_flight != 1 else ''}"
+        self.ui.warn(
+            f"stopping: waiting for the {jobs} in flight (already paid for) to finish; "
+            "Ctrl-C again to leave now"
+        )
+
     def _emit(self, result: Result) -> None:
         if self.stdout_closed:
             return

@@ -19,7 +19,19 @@ class ExitCode(IntEnum):
     NETWORK = 7  # network or server failure after retries
     OUTPUT = 8  # could not write output
     BATCH_FAILED = 9  # batch finished with some jobs failed
-    INTERRUPTED = 130
+    INTERRUPTED = 130  # Ctrl-C (SIGINT)
+    TERMINATED = 143  # SIGTERM (a CI job cancelled, `timeout`, `docker stop`)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: stops volccli the way Ctrl-C does."""
+
+
+def interrupt_exit(exc: KeyboardInterrupt) -> tuple[str, ExitCode]:
+    """The last line and the exit code of a Ctrl-C or a SIGTERM."""
+    if isinstance(exc, Terminated):
+        return "volccli: terminated", ExitCode.TERMINATED
+    return "volccli: interrupted", ExitCode.INTERRUPTED
 
 
 class VolccliError(Exception):

@@ -17,6 +17,7 @@ interleave their records in one journal.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -161,6 +162,8 @@ class Journal:
             with self._lock:
                 if self._flush_error is not None:
                     raise self._flush_error
+                if self._fd < 0:  # a worker still running after a second Ctrl-C
+                    raise OSError(errno.EBADF, "the journal is closed")
                 os.write(self._fd, line)
                 if flush == "soon":
                     self._unflushed = True
@@ -277,8 +280,9 @@ class Journal:
         if self._flusher is not None:
             self._flusher.join()
         self._flush()
-        os.close(self._fd)  # closing also drops the lock
-        self._fd = -1
+        with self._lock:  # no worker writes to the number once it is closed (or reused)
+            fd, self._fd = self._fd, -1
+        os.close(fd)  # closing also drops the lock
         if self._flush_error is not None:
             raise self._write_error(self._flush_error)
 

@@ -1,20 +1,22 @@
 """The Typer application: global options, command registration, and `main`.
 
 `main` is the process boundary: usage errors become one line and exit 2, unexpected
-exceptions one line and exit 1 (with the traceback under -v), Ctrl-C exit 130.
+exceptions one line and exit 1 (with the traceback under -v), Ctrl-C exit 130, and
+SIGTERM, which would otherwise end the process on the spot, goes the way of Ctrl-C
+(temp files removed, a batch's jobs in flight awaited) and exits 143.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import typer
 
 from .. import __version__
-from ..errors import ExitCode
+from ..errors import ExitCode, Terminated, interrupt_exit
 from . import (
     batch_cmd,
     completion_cmd,
@@ -104,6 +106,7 @@ def _usage_error_type() -> type[BaseException]:
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point."""
     args = list(sys.argv[1:] if argv is None else argv)
+    restore = _terminate_like_ctrl_c()
     try:
         code = app(args=args, prog_name="volccli", standalone_mode=False)
     except _usage_error_type() as exc:
@@ -111,9 +114,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except typer.Abort:
         sys.stderr.write("volccli: aborted\n")
         code = ExitCode.UNEXPECTED
-    except KeyboardInterrupt:
-        sys.stderr.write("volccli: interrupted\n")
-        code = ExitCode.INTERRUPTED
+    except KeyboardInterrupt as exc:
+        line, code = interrupt_exit(exc)
+        sys.stderr.write(line + "\n")
     except BrokenPipeError:
         # The reader went away (volccli … | head): not worth a traceback, but the
         # output did not all arrive.
@@ -129,7 +132,23 @@ def main(argv: Sequence[str] | None = None) -> None:
             "run again with -v for the traceback and report it\n"
         )
         code = ExitCode.UNEXPECTED
+    finally:
+        restore()
     sys.exit(int(code or 0))
+
+
+def _terminate_like_ctrl_c() -> Callable[[], None]:
+    """Make SIGTERM raise Terminated in the main thread; return what undoes it."""
+    import signal
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except (ValueError, AttributeError):  # not the main thread (an embedding program)
+        return lambda: None
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def _report_usage_error(exc: BaseException, args: Sequence[str]) -> int:

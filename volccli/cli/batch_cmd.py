@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ..errors import ExitCode
+from ..errors import ExitCode, interrupt_exit
 from .common import Session, print_json, reported
 from .lazy import LazyCommand
 from .options import (
@@ -274,13 +274,16 @@ def _execute(
         runner, fetcher = _runners(client, options, session, label)
         engine = Engine(runner, fetcher, journal, reporter, workers, options["fail_fast"])
         reporter.start(len(jobs))
+        stopped: KeyboardInterrupt | None = None
         try:
             engine.run(jobs)
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM, after the jobs in flight
+            stopped = exc
         finally:
             reporter.stop()
     finally:
         journal.close()
-    code = _exit_code(reporter, engine)
+    code = interrupt_exit(stopped)[1] if stopped else _exit_code(reporter, engine)
     summary = reporter.summary(
         elapsed=time.monotonic() - started, journal=str(journal_path), exit_code=code
     )
@@ -291,6 +294,9 @@ def _execute(
     step = step_summary_path()
     if step is not None:
         reporter.step_summary(step, summary)
+    if stopped is not None:
+        ui.plain("volccli: run the same command again to finish the batch")
+        raise stopped
     if engine.fatal is not None:
         ui.error(engine.fatal)
     elif reporter.stdout_closed:

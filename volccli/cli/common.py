@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ..errors import ExitCode, VolccliError
+from ..errors import ExitCode, VolccliError, interrupt_exit
 from ..ui import UI
 
 if TYPE_CHECKING:
@@ -66,9 +66,10 @@ def reported(ui: UI, *, json_errors: bool = False) -> Iterator[None]:
 
         detach_stdout()
         raise typer.Exit(int(ExitCode.OUTPUT)) from None
-    except KeyboardInterrupt:
-        ui.plain("volccli: interrupted")
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except KeyboardInterrupt as exc:
+        line, code = interrupt_exit(exc)
+        ui.plain(line)
+        raise typer.Exit(int(code)) from None
 
 
 def print_json(record: Mapping[str, Any]) -> None:

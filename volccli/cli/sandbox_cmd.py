@@ -7,13 +7,10 @@ the sandbox. SandboxConfig checks every value, so a bad one is refused with the 
 message whichever way it was given.
 """
 
-import contextlib
 import dataclasses
 import functools
 import inspect
-import signal
 import sys
-from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -123,10 +120,9 @@ def _serve(options: dict[str, Any]) -> None:
     except OSError as exc:
         _fail(f"could not listen on {host}:{port}: {exc.strerror or exc}")
     _announce(sandbox.base_url, config)
-    _stop_on_sigterm()
     try:
         sandbox.wait()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, or `kill` (main() turns SIGTERM into this)
         pass
     finally:
         sandbox.stop()
@@ -154,17 +150,6 @@ def _announce(url: str, config: Any) -> None:
     ]
     typer.echo("\n".join(lines))
     sys.stdout.flush()
-
-
-def _stop_on_sigterm() -> None:
-    """Let `kill` stop the server as cleanly as Ctrl-C does."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    # Outside the main thread (an embedding test runner) this raises: keep the default.
-    with contextlib.suppress(ValueError):
-        signal.signal(signal.SIGTERM, interrupt)
 
 
 def _fail(message: str) -> None:
