@@ -519,7 +519,7 @@ STAGES = (
     ("volccli.runner", "Runner", "_write", "  results (runner.Runner._write)"),
     ("volccli.runner", "", "decode_base64", "    base64 decoded and checked"),
     ("volccli.runner", "", "build_recipe", "    recipe built"),
-    ("volccli.recipe", "", "embed", "    recipe embedded in the PNG"),
+    ("volccli.recipe", "", "embed_parts", "    recipe embedded in the PNG"),
     ("volccli.output", "", "write_temp", "    temp files written (image, sidecar)"),
     ("volccli.runner", "", "_verified", "    image verified (PNG chunk walk)"),
     ("volccli.output", "", "place", "    image linked into place, never clobbering"),

@@ -53,6 +53,32 @@ def test_without_a_sidecar_the_embedded_recipe_is_used(
     assert pixels(again) == pixels(image)
 
 
+def test_the_embedded_recipe_is_plain_text_that_pillow_reads_and_old_compressed_ones_too(
+    tmp_path: Path,
+) -> None:
+    import zlib
+
+    from PIL import Image
+
+    from volccli.recipe import KEYWORD, embed, png_chunk, read_embedded
+
+    recipe = {"schema": "volccli.recipe/1", "body": {"prompt": "一只鹭 at dawn"}}
+    plain = tmp_path / "plain.png"
+    plain.write_bytes(embed(png(tmp_path / "in.png").read_bytes(), recipe))
+    assert "一只鹭 at dawn".encode() in plain.read_bytes()  # greppable, not deflated
+    with Image.open(plain) as image:
+        assert json.loads(image.text[KEYWORD]) == recipe
+    assert read_embedded(plain) == recipe
+
+    # What earlier versions wrote: the same iTXt chunk with the text deflated.
+    text = json.dumps(recipe).encode()
+    chunk = png_chunk(b"iTXt", KEYWORD.encode() + b"\x00\x01\x00\x00\x00" + zlib.compress(text))
+    source = (tmp_path / "in.png").read_bytes()
+    older = tmp_path / "older.png"
+    older.write_bytes(source[:-12] + chunk + source[-12:])
+    assert read_embedded(older) == recipe
+
+
 def test_an_image_without_a_recipe_is_a_clear_error(
     box: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

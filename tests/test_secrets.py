@@ -364,7 +364,7 @@ def test_the_search_finds_every_encoding_of_a_secret(secret: str) -> None:
     assert leaks(f"key={quote(secret, safe='')}&x=1", [secret]) == [secret]
     assert leaks(raw.hex(), [secret]) == [secret]
     assert leaks(json.dumps({"k": secret}), [secret]) == [secret]
-    picture = image_bytes(8, 8)  # a recipe inside a PNG is stored compressed
+    picture = image_bytes(8, 8)  # a recipe inside a PNG, as volccli embeds it
     assert leaks(embed(picture, {"headers": {"Authorization": secret}}), [secret]) == [secret]
     assert leaks(embed(picture, {"headers": {"Authorization": "****"}}), [secret]) == []
     assert leaks(secret[:-1], [secret]) == []

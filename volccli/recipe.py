@@ -27,11 +27,11 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def _itxt(text: str) -> bytes:
-    # keyword, NUL, compression flag 1 (zlib), method 0, empty language tag and
-    # translated keyword, then the compressed UTF-8 text
-    return png_chunk(
-        b"iTXt", KEYWORD.encode() + b"\x00\x01\x00\x00\x00" + zlib.compress(text.encode())
-    )
+    # keyword, NUL, compression flag 0, method 0, empty language tag and translated
+    # keyword, then the UTF-8 text. Uncompressed: the recipe is under a kilobyte, it
+    # stays readable with `strings` or `grep`, and deflate's set-up cost more CPU per
+    # image than the rest of the embedding. Compressed chunks are still read.
+    return png_chunk(b"iTXt", KEYWORD.encode() + b"\x00\x00\x00\x00\x00" + text.encode())
 
 
 def embed(data: bytes, recipe: dict[str, Any]) -> bytes:
