@@ -29,6 +29,7 @@ from typing import Any, Final, Literal
 
 from . import __version__
 from .errors import InputError, OutputError
+from .periodic import Periodic
 
 JOURNAL_NAME: Final = ".volccli-journal.jsonl"
 SCHEMA: Final = "volccli.journal/1"
@@ -71,8 +72,7 @@ class Journal:
     _fd: int = -1
     _unflushed: bool = False  # records written since the last fsync
     _flush_error: OSError | None = None
-    _flusher: threading.Thread | None = None
-    _closing: threading.Event = field(default_factory=threading.Event, repr=False)
+    _flusher: Periodic | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, path: Path, batch: str) -> Journal:
@@ -168,9 +168,7 @@ class Journal:
                 if flush == "soon":
                     self._unflushed = True
                     if self._flusher is None:
-                        self._flusher = threading.Thread(
-                            target=self._flush_often, name="volccli-journal", daemon=True
-                        )
+                        self._flusher = Periodic(FLUSH_DELAY, self._flush, "volccli-journal")
                         self._flusher.start()
             if flush == "now":
                 os.fsync(self._fd)
@@ -184,10 +182,6 @@ class Journal:
             f"cannot write the journal {self.path} ({exc.strerror})",
             "free some space; the batch can be resumed once the journal is writable",
         )
-
-    def _flush_often(self) -> None:
-        while not self._closing.wait(FLUSH_DELAY):
-            self._flush()
 
     def _flush(self) -> None:
         """fsync when records are waiting; a failure is raised by the next write or close."""
@@ -276,9 +270,8 @@ class Journal:
         """Flush what is waiting, then close; raise OutputError if a flush failed."""
         if self._fd < 0:
             return
-        self._closing.set()
         if self._flusher is not None:
-            self._flusher.join()
+            self._flusher.stop()
         self._flush()
         with self._lock:  # no worker writes to the number once it is closed (or reused)
             fd, self._fd = self._fd, -1

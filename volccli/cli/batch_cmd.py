@@ -319,7 +319,6 @@ def _client(session: Session, limiter: AdaptiveLimiter, workers: int) -> Any:
 
 
 def _runners(client: Any, options: dict[str, Any], session: Session, label: str) -> tuple[Any, Any]:
-    from ..history import History, db_path
     from ..runner import FilterPolicy, Runner, RunOptions
     from ..tasks import PollPolicy
 
@@ -331,7 +330,7 @@ def _runners(client: Any, options: dict[str, Any], session: Session, label: str)
     }
     record = None
     if not options["no_log"]:
-        record = partial(History(db_path(), session.ui.warn).record, batch=label)
+        record = partial(session.history().record, batch=label)
     runner = Runner(
         client, options=RunOptions(use_async=options["use_async"], **common), record=record
     )

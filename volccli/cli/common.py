@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ..client import ApiClient
     from ..config import Resolved
     from ..connection import Connection
+    from ..history import History
     from ..sandbox import Sandbox
 
 
@@ -102,6 +103,7 @@ class Session:
         self.resolved: Resolved = resolve(settings)
         self.sandbox: Sandbox | None = None
         self._client: ApiClient | None = None
+        self._history: History | None = None
         if flags.get("sandbox"):
             self._start_sandbox()
 
@@ -141,7 +143,17 @@ class Session:
             self._client = ApiClient(self.connection(), limiter=limiter)
         return self._client
 
+    def history(self) -> History:
+        """The history this command writes to; its last rows are written by ``close``."""
+        if self._history is None:
+            from ..history import History, db_path
+
+            self._history = History(db_path(), self.ui.warn)
+        return self._history
+
     def close(self) -> None:
+        if self._history is not None:
+            self._history.close()
         if self._client is not None:
             self._client.close()
         if self.sandbox is not None:

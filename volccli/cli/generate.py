@@ -170,9 +170,7 @@ def recorder(session: Session, options: dict[str, Any]) -> Callable[[Outcome], N
     """The history hook; None when --no-log."""
     if options.get("no_log"):
         return None
-    from ..history import History, db_path
-
-    return History(db_path(), session.ui.warn).record
+    return session.history().record
 
 
 def report(outcome: Outcome, options: dict[str, Any], ui: UI) -> list[Path]:
