@@ -95,27 +95,33 @@ class Engine:
     def _work(self) -> None:
         while (item := self._next()) is not None:
             try:
-                result = self._one(item)
-            except VolccliError as error:  # the journal could not be written
-                result = self._failed(item, error)
-            except Exception as exc:  # one job's bug must not stop the others
-                error = UnexpectedError(
-                    f"unexpected error: {type(exc).__name__}: {exc}",
-                    "run again with -v and report it",
-                )
-                result = self._failed(item, error)
-            if result.status == "failed":
-                if isinstance(result.error, ConfigError):
-                    with self._lock:
-                        self.fatal = self.fatal or result.error
-                    self.stop.set()
-                elif self.fail_fast:
-                    self.stop.set()
-            self.reporter.finished(result, key=item.key)
-            with self._lock:
-                self.in_flight -= 1
+                self._run(item)
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
             if self.reporter.stdout_closed:  # nobody reads the results any more
                 self.stop.set()
+
+    def _run(self, item: BatchJob) -> None:
+        """Run one job and report it; a failure of the job is its result, not an exception."""
+        try:
+            result = self._one(item)
+        except VolccliError as error:  # the journal could not be written
+            result = self._failed(item, error)
+        except Exception as exc:  # one job's bug must not stop the others
+            error = UnexpectedError(
+                f"unexpected error: {type(exc).__name__}: {exc}",
+                "run again with -v and report it",
+            )
+            result = self._failed(item, error)
+        if result.status == "failed":
+            if isinstance(result.error, ConfigError):
+                with self._lock:
+                    self.fatal = self.fatal or result.error
+                self.stop.set()
+            elif self.fail_fast:
+                self.stop.set()
+        self.reporter.finished(result, key=item.key)
 
     def _failed(self, item: BatchJob, error: VolccliError) -> Result:
         return Result(

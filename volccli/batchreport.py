@@ -165,6 +165,8 @@ class Reporter:
         self._refresh()
 
     def finished(self, result: Result, *, key: str = "", ran: bool = True) -> None:
+        if self._stop.is_set():  # a job still running when a second Ctrl-C left the batch
+            return
         with self._lock:
             self.results.append(result)
             counts = self.counts
