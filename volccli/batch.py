@@ -44,6 +44,8 @@ class Engine:
         self.stop = threading.Event()
         self.fatal: VolccliError | None = None
         self.in_flight = 0  # jobs taken by a worker and not finished yet
+        self._alive = 0  # worker threads that have not returned
+        self._all_done = threading.Event()
         self._lock = threading.Lock()
         self._queue: list[BatchJob] = []
 
@@ -68,22 +70,30 @@ class Engine:
             else:
                 self._queue.append(item)
         self._queue.reverse()  # pop() from the end keeps the file's order
-        threads = [
-            threading.Thread(target=self._work, name=f"volccli-batch-{n}", daemon=True)
-            for n in range(min(self.workers, len(self._queue)))
-        ]
-        for thread in threads:
-            thread.start()
+        count = min(self.workers, len(self._queue))
+        self._alive = count
+        if not count:
+            self._all_done.set()
+        for n in range(count):
+            name = f"volccli-batch-{n}"
+            threading.Thread(target=self._work, name=name, daemon=True).start()
         try:
-            _join(threads)
+            self._wait()
         except KeyboardInterrupt:
             # The jobs in flight are paid for: let them finish and be journalled, unless
             # a second Ctrl-C (or SIGTERM) says to leave now.
             self.stop.set()
             if self.in_flight:
                 self.reporter.stopping(self.in_flight)
-            _join(threads)
+            self._wait()
             raise
+
+    def _wait(self) -> None:
+        # Not Thread.join: a KeyboardInterrupt inside join() can mark a thread that is
+        # still running as stopped (CPython's bpo-45274 handling), and a second join
+        # would then return while its job is being written.
+        while not self._all_done.wait(0.2):  # short waits keep Ctrl-C responsive
+            pass
 
     def _next(self) -> BatchJob | None:
         with self._lock:
@@ -93,14 +103,20 @@ class Engine:
             return self._queue.pop()
 
     def _work(self) -> None:
-        while (item := self._next()) is not None:
-            try:
-                self._run(item)
-            finally:
-                with self._lock:
-                    self.in_flight -= 1
-            if self.reporter.stdout_closed:  # nobody reads the results any more
-                self.stop.set()
+        try:
+            while (item := self._next()) is not None:
+                try:
+                    self._run(item)
+                finally:
+                    with self._lock:
+                        self.in_flight -= 1
+                if self.reporter.stdout_closed:  # nobody reads the results any more
+                    self.stop.set()
+        finally:
+            with self._lock:
+                self._alive -= 1
+                if not self._alive:
+                    self._all_done.set()
 
     def _run(self, item: BatchJob) -> None:
         """Run one job and report it; a failure of the job is its result, not an exception."""
@@ -176,9 +192,3 @@ class Engine:
                 error.to_json(),
                 forget_task=error.code in LOST_TASK_CODES,
             )
-
-
-def _join(threads: list[threading.Thread]) -> None:
-    for thread in threads:
-        while thread.is_alive():
-            thread.join(0.2)  # short joins keep Ctrl-C responsive
