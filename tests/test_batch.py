@@ -162,6 +162,25 @@ def test_csv_rows_are_typed_from_text(
     assert size_of(tmp_path / "out" / "a.png") == (640, 384)
 
 
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("semicolons.csv", 'command;prompt;seed\ntxt2img;"owl; at night, quietly";8\n'),
+        ("tabs.tsv", "command\tprompt\tseed\ntxt2img\towl; at night, quietly\t8\n"),
+        ("spreadsheet.csv", '\ufeffcommand,prompt,seed\r\ntxt2img,"owl; at night, quietly",8\r\n'),
+    ],
+)
+def test_csv_separators_are_read_off_the_header(
+    box: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, text: str
+) -> None:
+    jobs = tmp_path / name
+    jobs.write_text(text, encoding="utf-8")
+    run = volccli(capsys, ["batch", str(jobs), "-o", str(tmp_path / "out"), "--json"])
+    assert run.code == 0, run.err
+    body = body_of(box, "owl; at night, quietly")
+    assert body["seed"] == 8
+
+
 def test_every_bad_row_is_listed_with_its_line_and_nothing_is_sent(
     box: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

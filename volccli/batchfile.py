@@ -24,7 +24,11 @@ _EXTENSIONS: Final[dict[str, Format]] = {
     ".ndjson": "jsonl",
     ".json": "jsonl",
     ".csv": "csv",
+    ".tsv": "csv",
 }
+# What separates a CSV's columns: comma, tab (TSV), or semicolon (what spreadsheets
+# write in locales whose decimal mark is a comma).
+_DELIMITERS: Final = (",", "\t", ";")
 
 
 @dataclass
@@ -107,8 +111,15 @@ def _jsonl(text: str) -> tuple[list[Row], list[Problem]]:
     return rows, problems
 
 
+def _delimiter(text: str) -> str:
+    """The separator the header line uses most (column names never contain one)."""
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    counts = {delimiter: header.count(delimiter) for delimiter in _DELIMITERS}
+    return max(_DELIMITERS, key=lambda delimiter: counts[delimiter])  # a tie: comma
+
+
 def _csv(text: str) -> tuple[list[Row], list[Problem]]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
     rows: list[Row] = []
     problems: list[Problem] = []
     header: list[str] | None = None
