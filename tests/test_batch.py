@@ -233,6 +233,32 @@ def test_malformed_jsonl_lines_are_reported(
     assert box.stats()["requests"] == {}
 
 
+def test_a_json_array_or_objects_over_several_lines_are_read_too(
+    box: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    array = tmp_path / "jobs.json"
+    array.write_text(
+        '[\n  {"command": "txt2img", "prompt": "array fox", "seed": 1},\n'
+        '  {"command": "txt2img",\n   "prompt": "array owl", "seed": 2}\n]\n',
+        encoding="utf-8",
+    )
+    run = volccli(capsys, ["batch", str(array), "-o", str(tmp_path / "a"), "--json"])
+    assert run.code == 0, run.err
+    assert [r["row"] for r in run.records[:-1]] == [2, 3]  # the line each object starts on
+    pretty = tmp_path / "pretty.jsonl"
+    pretty.write_text('{\n  "command": "txt2img",\n  "prompt": "pretty fox"\n}\n')
+    assert volccli(capsys, ["batch", str(pretty), "-o", str(tmp_path / "p")]).code == 0
+    assert body_of(box, "array owl")["seed"] == 2 and body_of(box, "pretty fox")
+
+    broken = tmp_path / "broken.json"
+    broken.write_text('[\n  {"command": "txt2img", "prompt": "a"},\n  {"prompt": "b"\n]\n')
+    before = box.stats()["billed"]
+    run = volccli(capsys, ["batch", str(broken), "-o", str(tmp_path / "b")])
+    assert run.code == 2
+    assert f"{broken}:4: not a JSON array of objects" in run.err, run.err
+    assert box.stats()["billed"] == before
+
+
 def test_keep_going_sends_the_valid_rows_and_exits_9(
     box: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -76,8 +76,8 @@ def read_batch(source: str, fmt: str | None, read_stdin: Callable[[], bytes]) ->
         raise InputError(
             f"{label} is not UTF-8 text", "save it as UTF-8 (iconv -t UTF-8)"
         ) from None
-    if fmt is None:  # stdin or an unknown extension: JSON Lines start with an object
-        fmt = "jsonl" if text.lstrip().startswith("{") else "csv"
+    if fmt is None:  # stdin or an unknown extension: JSON starts with an object or array
+        fmt = "jsonl" if text.lstrip().startswith(("{", "[")) else "csv"
     rows, problems = (_jsonl if fmt == "jsonl" else _csv)(text)
     if not rows and not problems:
         raise InputError(
@@ -88,6 +88,12 @@ def read_batch(source: str, fmt: str | None, read_stdin: Callable[[], bytes]) ->
 
 
 def _jsonl(text: str) -> tuple[list[Row], list[Problem]]:
+    """One object per line (``#`` lines are comments), or else one JSON document.
+
+    A file that is not line-delimited but is valid JSON as a whole is read too: an array
+    of objects (``[{…}, {…}]``), or objects spread over several lines each. When neither
+    reading works, the line-by-line problems are the ones reported.
+    """
     rows, problems = [], []
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
@@ -98,17 +104,66 @@ def _jsonl(text: str) -> tuple[list[Row], list[Problem]]:
         except ValueError as exc:
             problems.append(Problem(number, f"not JSON ({exc})"))
             continue
-        if not isinstance(value, dict):
-            problems.append(
-                Problem(
-                    number,
-                    f"a JSON {type(value).__name__}, not an object like "
-                    '{"command": "txt2img", "prompt": "…"}',
-                )
-            )
-            continue
-        rows.append(Row(number, value, text=False))
+        _add(rows, problems, number, value)
+    if problems:
+        whole = _json_document(text)
+        if whole is not None:
+            return whole
     return rows, problems
+
+
+def _add(rows: list[Row], problems: list[Problem], line: int, value: Any) -> None:
+    if isinstance(value, dict):
+        rows.append(Row(line, value, text=False))
+        return
+    problems.append(
+        Problem(
+            line,
+            f"a JSON {type(value).__name__}, not an object like "
+            '{"command": "txt2img", "prompt": "…"}',
+        )
+    )
+
+
+def _json_document(text: str) -> tuple[list[Row], list[Problem]] | None:
+    """The rows of an array of objects or of a stream of JSON values; None if not JSON."""
+    decoder = json.JSONDecoder()
+    rows: list[Row] = []
+    problems: list[Problem] = []
+    end = len(text)
+
+    def skip(pos: int) -> int:
+        while pos < end and text[pos].isspace():
+            pos += 1
+        return pos
+
+    def line_of(pos: int) -> int:
+        return text.count("\n", 0, pos) + 1
+
+    pos = skip(0)
+    in_array = pos < end and text[pos] == "["
+    if in_array:
+        pos = skip(pos + 1)
+        if pos < end and text[pos] == "]" and skip(pos + 1) == end:
+            return rows, problems  # [] : no jobs
+    try:
+        while pos < end:
+            value, after = decoder.raw_decode(text, pos)
+            _add(rows, problems, line_of(pos), value)
+            pos = skip(after)
+            if in_array:
+                if pos < end and text[pos] == ",":
+                    pos = skip(pos + 1)
+                    continue
+                if pos < end and text[pos] == "]" and skip(pos + 1) == end:
+                    return rows, problems
+                raise json.JSONDecodeError("expected ',' or the closing ']'", text, pos)
+    except json.JSONDecodeError as exc:
+        if not in_array:  # perhaps JSON Lines with a bad line: those problems say more
+            return None
+        where = f"line {exc.lineno} column {exc.colno}"
+        return [], [Problem(exc.lineno, f"not a JSON array of objects ({exc.msg} at {where})")]
+    return None if in_array else (rows, problems)
 
 
 def _delimiter(text: str) -> str:
