@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -345,40 +346,53 @@ def test_a_resumed_batch_removes_temp_files_of_a_killed_writer_only(
     assert len(images(out)) == 1
 
 
+def _child(
+    sandbox: Sandbox, args: list[str], *, latency: float, stdout: int = subprocess.PIPE
+) -> subprocess.Popen[bytes]:
+    """`volccli ARGS` in its own process against ``sandbox``, its stderr piped."""
+    env = subprocess_env()
+    env.update(VOLCCLI_API_KEY=API_KEY, VOLCCLI_BASE_URL=sandbox.base_url)
+    sandbox.configure(latency=latency)
+    return subprocess.Popen(
+        [PYTHON, "-m", "volccli", *args], env=env, stdout=stdout, stderr=subprocess.PIPE
+    )
+
+
+def _first_line_then_close(child: subprocess.Popen[bytes]) -> tuple[str, str]:
+    """Read one line of stdout and close it, as `head -1` does; then the whole stderr."""
+    assert child.stdout is not None and child.stderr is not None
+    first = child.stdout.readline().decode()
+    child.stdout.close()
+    with child.stderr:
+        return first, child.stderr.read().decode()
+
+
+def _rerun(sandbox: Sandbox, args: list[str]) -> Any:
+    sandbox.configure(latency=0)
+    gateway = {"VOLCCLI_API_KEY": API_KEY, "VOLCCLI_BASE_URL": sandbox.base_url}
+    rerun = run_cli([*args, "--json"], env=gateway)
+    assert rerun.exit_code == 0, rerun.stderr
+    return rerun
+
+
 def test_a_batch_whose_stdout_reader_goes_away_stops_cleanly_and_resumes(
     fresh_sandbox: Sandbox, tmp_path: Path
 ) -> None:
     """`volccli batch … | head -1`: no traceback, exit 8, no new jobs, and a rerun finishes."""
     rows = [{"command": "txt2img", "prompt": f"piped {n}", "name": f"p{n:02d}"} for n in range(30)]
-    jobs = write_jsonl(tmp_path / "jobs.jsonl", rows)
     out = tmp_path / "out"
-    args = ["batch", str(jobs), "-o", str(out), "-j", "1", "--qps", "0"]
-    env = subprocess_env()
-    env.update(VOLCCLI_API_KEY=API_KEY, VOLCCLI_BASE_URL=fresh_sandbox.base_url)
-    fresh_sandbox.configure(latency=0.05)
-    child = subprocess.Popen(
-        [PYTHON, "-m", "volccli", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert child.stdout is not None and child.stderr is not None
-    first = child.stdout.readline().decode()
-    child.stdout.close()  # what `head -1` does after its line
-    err = child.stderr.read().decode()
-    child.stderr.close()
+    args = ["batch", str(write_jsonl(tmp_path / "jobs.jsonl", rows)), "-o", str(out), "-j", "1"]
+    args += ["--qps", "0"]
+    child = _child(fresh_sandbox, args, latency=0.05)
+    first, err = _first_line_then_close(child)
     assert child.wait(30) == ExitCode.OUTPUT, err
     assert first.strip().endswith("p00.png")
     assert "Traceback" not in err
     assert "stdout was closed by its reader" in err and "not started" in err
     done_before = len(images(out))
     assert 1 <= done_before < 30  # the jobs in flight finished; no new ones started
-    fresh_sandbox.configure(latency=0)
 
-    gateway = {"VOLCCLI_API_KEY": API_KEY, "VOLCCLI_BASE_URL": fresh_sandbox.base_url}
-    rerun = run_cli([*args, "--json"], env=gateway)
-    assert rerun.exit_code == 0, rerun.stderr
-    *_, summary = rerun.json_lines()
+    *_, summary = _rerun(fresh_sandbox, args).json_lines()
     assert summary["summary"]["skipped"] == done_before
     assert [p.name for p in images(out)] == [f"p{n:02d}.png" for n in range(30)]
     assert stray_files(out) == []
@@ -387,18 +401,9 @@ def test_a_batch_whose_stdout_reader_goes_away_stops_cleanly_and_resumes(
 def test_a_command_whose_stdout_reader_goes_away_exits_8_quietly(
     fresh_sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    env = subprocess_env()
-    env.update(VOLCCLI_API_KEY=API_KEY, VOLCCLI_BASE_URL=fresh_sandbox.base_url)
-    fresh_sandbox.configure(latency=0.05)
     args = ["txt2img", "piped owl", "-n", "3", "-o", str(tmp_path / "out")]
-    child = subprocess.Popen(
-        [PYTHON, "-m", "volccli", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    assert child.stdout is not None and child.stderr is not None
-    first = child.stdout.readline().decode()
-    child.stdout.close()
-    err = child.stderr.read().decode()
-    child.stderr.close()
+    child = _child(fresh_sandbox, args, latency=0.05)
+    first, err = _first_line_then_close(child)
     assert child.wait(30) == ExitCode.OUTPUT, err
     assert first.strip().endswith(".png") and err == ""
     # It stopped at the first path it could not print: the third image was never asked for.
@@ -411,27 +416,19 @@ def test_sigterm_stops_a_batch_after_its_jobs_in_flight_and_a_rerun_finishes(
 ) -> None:
     """A cancelled CI job: SIGTERM lets the paid-for jobs finish, then exits 143."""
     rows = [{"command": "txt2img", "prompt": f"cancel {n}", "name": f"c{n:02d}"} for n in range(40)]
-    jobs = write_jsonl(tmp_path / "jobs.jsonl", rows)
     out = tmp_path / "out"
     journal = out / JOURNAL_NAME
-    args = ["batch", str(jobs), "-o", str(out), "-j", "3", "--qps", "0"]
-    env = subprocess_env()
-    env.update(VOLCCLI_API_KEY=API_KEY, VOLCCLI_BASE_URL=fresh_sandbox.base_url)
-    fresh_sandbox.configure(latency=0.3)
-    child = subprocess.Popen(
-        [PYTHON, "-m", "volccli", *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    args = ["batch", str(write_jsonl(tmp_path / "jobs.jsonl", rows)), "-o", str(out), "-j", "3"]
+    args += ["--qps", "0"]
+    child = _child(fresh_sandbox, args, latency=0.3, stdout=subprocess.DEVNULL)
     assert child.stderr is not None
     deadline = time.monotonic() + 20
     while '"type": "done"' not in (journal.read_text() if journal.exists() else ""):
         assert time.monotonic() < deadline and child.poll() is None
         time.sleep(0.02)
     child.terminate()
-    err = child.stderr.read().decode()
-    child.stderr.close()
+    with child.stderr:
+        err = child.stderr.read().decode()
     assert child.wait(30) == ExitCode.TERMINATED, err
     assert "stopping: waiting for the" in err and "in flight" in err
     assert err.rstrip().endswith("volccli: terminated") and "Traceback" not in err
@@ -441,12 +438,9 @@ def test_sigterm_stops_a_batch_after_its_jobs_in_flight_and_a_rerun_finishes(
     assert 1 <= done_before < 40
     assert len(images(out)) == done_before and stray_files(out) == []
     fresh_sandbox.configure(latency=0)
-    billed_first = wait_idle(fresh_sandbox)["billed"]
-    assert billed_first == done_before
+    assert wait_idle(fresh_sandbox)["billed"] == done_before
 
-    gateway = {"VOLCCLI_API_KEY": API_KEY, "VOLCCLI_BASE_URL": fresh_sandbox.base_url}
-    rerun = run_cli([*args, "--json"], env=gateway)
-    assert rerun.exit_code == 0, rerun.stderr
+    _rerun(fresh_sandbox, args)
     assert [p.name for p in images(out)] == [f"c{n:02d}.png" for n in range(40)]
     assert wait_idle(fresh_sandbox)["billed"] == 40
 
