@@ -274,3 +274,17 @@ def test_target_for_follows_the_working_folder_of_a_relative_output(
         assert target_for(Path("."), "sub/img", ".png") == (tmp_path / name / "sub/img.png")
         with pytest.raises(InputError):
             target_for(Path("."), "sub/../../x", ".png")
+
+
+def test_write_temp_leaves_nothing_when_interrupted_mid_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from volccli import output
+
+    def interrupted(fd: int, data: object) -> int:
+        raise KeyboardInterrupt  # Ctrl-C, or SIGTERM through main()
+
+    monkeypatch.setattr(output.os, "write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        output.write_temp(tmp_path, b"half an image")
+    assert list(tmp_path.iterdir()) == []

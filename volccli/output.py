@@ -307,12 +307,14 @@ def write_temp(folder: Path, data: bytes | Sequence[bytes | memoryview]) -> Path
                     view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
-    except OSError as exc:
+    except BaseException as exc:  # a full disk, or Ctrl-C / SIGTERM mid-write
         path.unlink(missing_ok=True)
-        raise OutputError(
-            f"cannot write to {folder} ({exc.strerror})",
-            "free some space or choose another --output-dir",
-        ) from None
+        if isinstance(exc, OSError):
+            raise OutputError(
+                f"cannot write to {folder} ({exc.strerror})",
+                "free some space or choose another --output-dir",
+            ) from None
+        raise
     return path
 
 
