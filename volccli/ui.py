@@ -67,7 +67,14 @@ class UI:
         return sys.stderr.isatty() and not self.quiet
 
     def _print(self, text: str, style: str = "") -> None:
-        self.console.print(text, style=style or None, markup=False)
+        if self._console is None and not _styled():
+            # Not a terminal (CI logs, pipes, files): styles would be dropped anyway, so
+            # write the line as it is and leave rich unimported (~15 ms of start-up).
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+            return
+        # emoji=False: a prompt quoted in a message keeps its ":fox:" as typed.
+        self.console.print(text, style=style or None, markup=False, emoji=False)
 
     def note(self, text: str) -> None:
         if not self.quiet:
@@ -95,6 +102,13 @@ class UI:
             return
         with self.console.status(state, spinner="dots"):
             yield state
+
+
+def _styled() -> bool:
+    """Colours only on a terminal, or where FORCE_COLOR asks for them (as rich does)."""
+    import os
+
+    return sys.stderr.isatty() or bool(os.environ.get("FORCE_COLOR"))
 
 
 def detach_stdout() -> None:
