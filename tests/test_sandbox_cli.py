@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import requests
 import typer
 
@@ -92,3 +94,29 @@ def test_options_match_the_config_defaults_and_env_names() -> None:
             assert param.default == default, knob
     fields = {field.name for field in dataclasses.fields(SandboxConfig)}
     assert fields == set(KNOBS) | {"host", "port", "allow_remote"}
+
+
+def test_the_readme_script_that_starts_a_sandbox_on_any_port_works(tmp_path: Path) -> None:
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("needs bash")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- sandbox-script -->\n```sh\n", 1)[1].split("```", 1)[0]
+    assert "# … volccli commands …" in block
+    script = block.replace("# … volccli commands …", 'volccli txt2img "scripted fox" -o out -q')
+    script += 'wait "$sandbox"; echo "serve exited $?"\n'
+    shim = tmp_path / "bin" / "volccli"  # the console script, as an install makes it
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m volccli "$@"\n')
+    shim.chmod(0o755)
+    env = _env(PATH=f"{shim.parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env["VOLCCLI_DATA_DIR"] = str(tmp_path / "data")
+    env["VOLCCLI_CONFIG_DIR"] = str(tmp_path / "config")
+    done = subprocess.run(
+        [bash, "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    written = Path(done.stdout.splitlines()[0])
+    assert written.name.startswith("txt2img_scripted-fox_") and written.is_file()
+    assert done.stdout.splitlines()[-1] == "serve exited 0"
