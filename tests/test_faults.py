@@ -454,3 +454,39 @@ def test_main_gives_back_the_sigterm_handler_it_borrowed() -> None:
     with pytest.raises(SystemExit):
         main(["--version"])
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_an_interrupted_async_batch_leaves_its_tasks_to_the_next_run(
+    fresh_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """SIGTERM does not wait for async tasks: their ids are journalled and fetched later."""
+    rows = [{"command": "txt2img", "prompt": f"slow task {n}", "name": f"s{n}"} for n in range(4)]
+    out = tmp_path / "out"
+    journal = out / JOURNAL_NAME
+    args = ["batch", str(write_jsonl(tmp_path / "jobs.jsonl", rows)), "-o", str(out), "-j", "4"]
+    args += ["--qps", "0", "--async", "--poll-interval", "0.05"]
+    fresh_sandbox.configure(async_polls=100_000)  # the tasks never finish in this run
+    child = _child(fresh_sandbox, args, latency=0, stdout=subprocess.DEVNULL)
+    assert child.stderr is not None
+    deadline = time.monotonic() + 20
+    while (journal.read_text() if journal.exists() else "").count('"type": "task"') < 4:
+        assert time.monotonic() < deadline and child.poll() is None
+        time.sleep(0.02)
+    stopped_at = time.monotonic()
+    child.terminate()
+    with child.stderr:
+        err = child.stderr.read().decode()
+    assert child.wait(30) == ExitCode.TERMINATED, err
+    assert time.monotonic() - stopped_at < 10  # not waiting for 100 000 polls
+    assert "4 left running" in err and "Traceback" not in err
+    submitted = fresh_sandbox.stats()["requests"]["CVSync2AsyncSubmitTask"]["ok"]
+    assert submitted == 4
+    assert images(out) == []
+
+    fresh_sandbox.configure(async_polls=1)
+    rerun = _rerun(fresh_sandbox, args)
+    *records, summary = rerun.json_lines()
+    assert summary["summary"]["ok"] == 4
+    assert all(record["note"] == "fetched the task an earlier run submitted" for record in records)
+    assert fresh_sandbox.stats()["requests"]["CVSync2AsyncSubmitTask"]["ok"] == submitted
+    assert [p.name for p in images(out)] == [f"s{n}.png" for n in range(4)]

@@ -5,14 +5,15 @@ it through the same ``Runner`` as a single command (journalling an async task id
 moment it is known), then journals ``done`` with the SHA-256 of every file written, or
 ``failed``. ``--fail-fast`` (and a credentials failure, which every other job would
 repeat, or a stdout whose reader went away) stops new jobs from starting; jobs already
-in flight finish. So does the first Ctrl-C or SIGTERM; a second one leaves at once (a
-rerun fetches the async tasks that were submitted, from the journal).
+in flight finish. So does the first Ctrl-C or SIGTERM, except that async jobs stop
+polling at once ("left": their task ids are journalled, and the next run fetches them);
+a second Ctrl-C leaves at once.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 from .batchreport import Reporter, Result
@@ -39,6 +40,8 @@ class Engine:
     reporter: Reporter
     workers: int
     fail_fast: bool = False
+    # Set on Ctrl-C or SIGTERM; the runners' RunOptions.leave: async jobs stop polling.
+    leave: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self.stop = threading.Event()
@@ -83,6 +86,7 @@ class Engine:
             # The jobs in flight are paid for: let them finish and be journalled, unless
             # a second Ctrl-C (or SIGTERM) says to leave now.
             self.stop.set()
+            self.leave.set()
             if self.in_flight:
                 self.reporter.stopping(self.in_flight)
             self._wait()

@@ -86,6 +86,7 @@ class Counts:
     images: int = 0
     retries: int = 0
     ran: int = 0  # finished in this run (not skipped from the journal): the pace
+    left: int = 0  # async tasks no longer waited for after an interrupt
 
     @property
     def finished(self) -> int:
@@ -191,8 +192,8 @@ class Reporter:
         """Ctrl-C or SIGTERM: no new jobs; say what is still being waited for."""
         jobs = f"{in_flight} job{'s' if in_flight != 1 else ''}"
         self.ui.warn(
-            f"stopping: waiting for the {jobs} in flight (already paid for) to finish; "
-            "Ctrl-C again to leave now"
+            f"stopping: waiting for the {jobs} in flight (already paid for) to finish, "
+            "except async tasks, which the next run fetches; Ctrl-C again to leave now"
         )
 
     def _emit(self, result: Result) -> None:
@@ -266,7 +267,8 @@ class Reporter:
             "filtered": counts.filtered,
             "failed": counts.failed - counts.invalid,
             "invalid": counts.invalid,
-            "not_started": max(0, counts.total - counts.finished + counts.invalid),
+            "left_running": counts.left,
+            "not_started": max(0, counts.total - counts.finished - counts.left + counts.invalid),
             "images": counts.images,
             "retries": counts.retries,
             "elapsed": round(elapsed, 3),
@@ -276,7 +278,7 @@ class Reporter:
 
     def summary_text(self, summary: dict[str, Any]) -> str:
         parts = [f"{summary['ok']} ok"]
-        for name in ("skipped", "filtered", "failed", "invalid", "not_started"):
+        for name in ("skipped", "filtered", "failed", "invalid", "left_running", "not_started"):
             if summary[name]:
                 parts.append(f"{summary[name]} {name.replace('_', ' ')}")
         images = summary["images"]

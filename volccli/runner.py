@@ -10,6 +10,7 @@ import random
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
@@ -32,9 +33,9 @@ from .payload import (
     request_identity,
 )
 from .results import RawResult, decode_base64, download, returned_images
-from .tasks import PollPolicy, split_body, submit, wait
+from .tasks import Left, PollPolicy, split_body, submit, wait
 
-Status = Literal["ok", "skipped", "filtered", "failed"]
+Status = Literal["ok", "skipped", "filtered", "failed", "left"]
 PROMPT_FIELDS = ("prompt", "positive_prompt", "custom_prompt")
 
 
@@ -169,6 +170,9 @@ class RunOptions(NamedTuple):
     poll: PollPolicy = PollPolicy()
     on_filtered: FilterPolicy = FilterPolicy()
     download_timeout: float = 120.0
+    # Set when a batch is interrupted: a submitted task is no longer waited for (its id
+    # is in the journal, so the next run fetches it); the job ends as "left".
+    leave: threading.Event | None = None
 
 
 class Written(NamedTuple):
@@ -227,6 +231,8 @@ class Runner:
         outcome = Outcome(job, "failed", seed=job.seed, started=_now(), task_id=task_id)
         try:
             self._run(job, outcome, on_event, on_task)
+        except Left:
+            outcome.status = "left"
         except VolccliError as error:
             outcome.status = "failed"
             outcome.error = error
@@ -324,9 +330,18 @@ class Runner:
             req_json,
             policy=self.options.poll,
             on_event=on_event,
+            sleep=self._poll_sleep,
         )
         on_event("request_id", {"request_id": envelope.request_id})
         return envelope
+
+    def _poll_sleep(self, seconds: float) -> None:
+        """The wait between polls, cut short by an interrupted batch."""
+        leave = self.options.leave
+        if leave is None:
+            time.sleep(seconds)
+        elif leave.wait(seconds):
+            raise Left
 
     # --- results -----------------------------------------------------------------
 

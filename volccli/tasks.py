@@ -39,6 +39,10 @@ class PollPolicy:
             )
 
 
+class Left(Exception):
+    """A batch is stopping: stop polling; the task id is journalled for the next run."""
+
+
 def split_body(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(submit body, req_json object) for an async run of ``body``."""
     submit = {k: v for k, v in body.items() if k not in RESULT_FIELDS}

@@ -7,6 +7,7 @@ to every row as defaults.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from functools import partial
@@ -271,8 +272,11 @@ def _execute(
                 Result(problem.line, "failed", error=InputError(problem.message), invalid=True),
                 ran=False,
             )
-        runner, fetcher = _runners(client, options, session, label)
-        engine = Engine(runner, fetcher, journal, reporter, workers, options["fail_fast"])
+        leave = threading.Event()
+        runner, fetcher = _runners(client, options, session, label, leave)
+        engine = Engine(
+            runner, fetcher, journal, reporter, workers, options["fail_fast"], leave=leave
+        )
         reporter.start(len(jobs))
         stopped: KeyboardInterrupt | None = None
         try:
@@ -318,7 +322,9 @@ def _client(session: Session, limiter: AdaptiveLimiter, workers: int) -> Any:
     return client
 
 
-def _runners(client: Any, options: dict[str, Any], session: Session, label: str) -> tuple[Any, Any]:
+def _runners(
+    client: Any, options: dict[str, Any], session: Session, label: str, leave: threading.Event
+) -> tuple[Any, Any]:
     from ..runner import FilterPolicy, Runner, RunOptions
     from ..tasks import PollPolicy
 
@@ -327,6 +333,7 @@ def _runners(client: Any, options: dict[str, Any], session: Session, label: str)
         "poll": poll,
         "on_filtered": FilterPolicy.parse(options["on_filtered"]),
         "download_timeout": float(session.resolved.get("timeout")),
+        "leave": leave,
     }
     record = None
     if not options["no_log"]:
