@@ -367,6 +367,27 @@ def _first_line_then_close(child: subprocess.Popen[bytes]) -> tuple[str, str]:
         return first, child.stderr.read().decode()
 
 
+def _terminate_once_journalled(
+    child: subprocess.Popen[bytes], journal: Path, record: str, count: int
+) -> tuple[str, float]:
+    """SIGTERM the child once its journal holds ``count`` records of type ``record``.
+
+    Returns its stderr and the seconds from the signal to its exit.
+    """
+    assert child.stderr is not None
+    marker = f'"type": "{record}"'
+    deadline = time.monotonic() + 20
+    while (journal.read_text() if journal.exists() else "").count(marker) < count:
+        assert time.monotonic() < deadline and child.poll() is None
+        time.sleep(0.02)
+    signalled = time.monotonic()
+    child.terminate()
+    with child.stderr:
+        err = child.stderr.read().decode()
+    child.wait(30)
+    return err, time.monotonic() - signalled
+
+
 def _rerun(sandbox: Sandbox, args: list[str]) -> Any:
     sandbox.configure(latency=0)
     gateway = {"VOLCCLI_API_KEY": API_KEY, "VOLCCLI_BASE_URL": sandbox.base_url}
@@ -421,15 +442,8 @@ def test_sigterm_stops_a_batch_after_its_jobs_in_flight_and_a_rerun_finishes(
     args = ["batch", str(write_jsonl(tmp_path / "jobs.jsonl", rows)), "-o", str(out), "-j", "3"]
     args += ["--qps", "0"]
     child = _child(fresh_sandbox, args, latency=0.3, stdout=subprocess.DEVNULL)
-    assert child.stderr is not None
-    deadline = time.monotonic() + 20
-    while '"type": "done"' not in (journal.read_text() if journal.exists() else ""):
-        assert time.monotonic() < deadline and child.poll() is None
-        time.sleep(0.02)
-    child.terminate()
-    with child.stderr:
-        err = child.stderr.read().decode()
-    assert child.wait(30) == ExitCode.TERMINATED, err
+    err, _ = _terminate_once_journalled(child, journal, "done", 1)
+    assert child.returncode == ExitCode.TERMINATED, err
     assert "stopping: waiting for the" in err and "in flight" in err
     assert err.rstrip().endswith("volccli: terminated") and "Traceback" not in err
     # Every job that was started was also finished: nothing paid for was thrown away.
@@ -467,17 +481,9 @@ def test_an_interrupted_async_batch_leaves_its_tasks_to_the_next_run(
     args += ["--qps", "0", "--async", "--poll-interval", "0.05"]
     fresh_sandbox.configure(async_polls=100_000)  # the tasks never finish in this run
     child = _child(fresh_sandbox, args, latency=0, stdout=subprocess.DEVNULL)
-    assert child.stderr is not None
-    deadline = time.monotonic() + 20
-    while (journal.read_text() if journal.exists() else "").count('"type": "task"') < 4:
-        assert time.monotonic() < deadline and child.poll() is None
-        time.sleep(0.02)
-    stopped_at = time.monotonic()
-    child.terminate()
-    with child.stderr:
-        err = child.stderr.read().decode()
-    assert child.wait(30) == ExitCode.TERMINATED, err
-    assert time.monotonic() - stopped_at < 10  # not waiting for 100 000 polls
+    err, seconds = _terminate_once_journalled(child, journal, "task", 4)
+    assert child.returncode == ExitCode.TERMINATED, err
+    assert seconds < 10  # not waiting for 100 000 polls
     assert "4 left running" in err and "Traceback" not in err
     submitted = fresh_sandbox.stats()["requests"]["CVSync2AsyncSubmitTask"]["ok"]
     assert submitted == 4
