@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from .output import file_in_the_way
 from .periodic import Periodic
 
 if TYPE_CHECKING:
@@ -190,7 +191,7 @@ def _decode(row: sqlite3.Row) -> dict[str, Any]:
 def query(path: Path, *, limit: int = 20, search: str = "") -> list[dict[str, Any]]:
     """Newest first; ``search`` matches prompt, parameters, paths and request id."""
     if not path.exists():
-        blocker = _file_in_the_way(path.parent)
+        blocker = file_in_the_way(path.parent)
         if blocker is not None:
             # Not "empty": nothing could ever have been written there.
             raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(blocker))
@@ -233,14 +234,6 @@ def submission(path: Path, req_key: str, task_id: str) -> dict[str, Any] | None:
             params = record.get("params")
             if isinstance(params, dict) and set(params) - {"req_key", "return_url"}:
                 return record
-    return None
-
-
-def _file_in_the_way(folder: Path) -> Path | None:
-    """The nearest existing ancestor of ``folder`` (itself included) when it is a file."""
-    for candidate in (folder, *folder.parents):
-        if candidate.exists():
-            return None if candidate.is_dir() else candidate
     return None
 
 

@@ -259,7 +259,6 @@ def row_name_template(count: int) -> str:
     return "{name}" if count == 1 else "{name}_{index}"
 
 
-
 def plan_batch(
     batch: BatchFile,
     defaults: Mapping[str, Any],

@@ -168,12 +168,19 @@ def ensure_folder(folder: Path) -> None:
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         if isinstance(exc, (FileExistsError, NotADirectoryError)):
-            blocker = next((p for p in (folder, *folder.parents) if p.is_file()), folder)
-            reason = f"{blocker} is a file, not a folder"
+            reason = f"{file_in_the_way(folder) or folder} is a file, not a folder"
         raise OutputError(
             f"cannot write to {folder} ({reason})",
             "choose another --output-dir or fix its permissions",
         ) from None
+
+
+def file_in_the_way(folder: Path) -> Path | None:
+    """The nearest existing ancestor of ``folder`` (itself included) when it is a file."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
 
 
 def target_for(folder: Path, relative: str, ext: str) -> Path:

@@ -6,6 +6,7 @@ terminal and --quiet is off; rich honours NO_COLOR and FORCE_COLOR by itself.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -106,8 +107,6 @@ class UI:
 
 def _styled() -> bool:
     """Colours only on a terminal, or where FORCE_COLOR asks for them (as rich does)."""
-    import os
-
     return sys.stderr.isatty() or bool(os.environ.get("FORCE_COLOR"))
 
 
@@ -117,8 +116,6 @@ def detach_stdout() -> None:
     Later writes, and the flush at exit, then go nowhere instead of raising
     BrokenPipeError again.
     """
-    import os
-
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, sys.stdout.fileno())

@@ -148,8 +148,9 @@ def execute(request: Request, options: dict[str, Any], session: Session, ui: UI)
                     job, on_event=event_printer(ui, state), on_task=submitted.append
                 )
         except KeyboardInterrupt:
-            for task_id in submitted[-1:]:  # a reseed's earlier tasks were answered
+            if submitted:  # the last one: a reseed's earlier tasks were answered
                 # Submitted means paid for: say how to collect it instead of paying again.
+                task_id = submitted[-1]
                 ui.plain(
                     f"volccli: task {task_id} keeps running; fetch it with "
                     f"`volccli task wait {request.req_key} {task_id}`"
