@@ -28,7 +28,7 @@ GATEWAY_EXPECTED: dict[str, tuple[int, int, int]] = {
     "MissingRequestInfo": (100004, 400, 3),
     "MissingSignature": (100005, 401, 3),
     "InvalidTimestamp": (100006, 400, 3),
-    "ServiceNotFound": (100007, 404, 4),
+    "ServiceNotFound": (100007, 404, 3),
     "InvalidActionOrVersion": (100008, 404, 4),
     "InvalidAccessKey": (100009, 401, 3),
     "SignatureDoesNotMatch": (100010, 401, 3),
@@ -207,6 +207,33 @@ def test_unknown_codes_still_get_a_hint_and_a_class() -> None:
     assert int(raised(*business_answer(50777, "Something New")).exit_code) == 4
     assert codes.gateway("BrandNewError").hint
     assert int(raised(*gateway_answer("BrandNewError", 100999, 400)).exit_code) == 4
+
+
+def test_an_unlisted_code_in_the_audit_block_is_a_refusal_not_a_server_error() -> None:
+    error = raised(*business_answer(50515, "Post Something Risk Not Pass"))
+    assert int(error.exit_code) == 5 and error.retry == "never"
+
+
+@pytest.mark.parametrize(
+    ("status", "exit_code", "retry"), [(429, 6, "safe"), (503, 7, "server"), (403, 4, "never")]
+)
+def test_an_unlisted_gateway_error_is_judged_by_its_http_status(
+    status: int, exit_code: int, retry: str
+) -> None:
+    # The gateway's own rate-limit and internal error names are not documented.
+    error = raised(*gateway_answer("RequestLimitExceeded", 100999, status))
+    assert (int(error.exit_code), error.retry) == (exit_code, retry)
+    assert "RequestLimitExceeded" in error.message
+
+
+@pytest.mark.parametrize("name", sorted(GATEWAY_EXPECTED))
+def test_a_gateway_error_with_only_its_number_is_recognised(name: str) -> None:
+    code_n, status, exit_code = GATEWAY_EXPECTED[name]
+    body = {"ResponseMetadata": {"RequestId": "r1", "Error": {"CodeN": code_n}}}
+    error = raised(status, json.dumps(body).encode())
+    assert int(error.exit_code) == exit_code
+    assert error.message.startswith(f"{name}: ") and error.code == name
+    assert error.hint == codes.GATEWAY[name].hint
 
 
 @pytest.mark.parametrize(

@@ -731,6 +731,20 @@ def test_controlnet_several_controls(sb: Sandbox, tmp_path: Path) -> None:
     assert image_size(path) == (64, 48)
 
 
+def test_no_validate_sends_unconfirmed_control_types_and_strengths(
+    sb: Sandbox, tmp_path: Path
+) -> None:
+    write_image(tmp_path / "edges.png", 64, 48)
+    refused = run(sb, "controlnet", "robot", "--control", "lineart:edges.png:1.5", "--dry-run")
+    assert refused.exit_code == 2 and "--no-validate" in refused.stderr
+    shown = dry_run(
+        sb, "controlnet", "robot", "--control", "lineart:edges.png:1.5", "--no-validate"
+    )
+    assert shown["body"]["controlnet_args"] == [
+        {"type": "lineart", "binary_data_index": 0, "strength": 1.5}
+    ]
+
+
 # --- call ---------------------------------------------------------------------------------
 
 

@@ -155,6 +155,31 @@ def test_parse_control_refuses(spec: str, words: list[str]) -> None:
     assert seen == []  # nothing loaded for a bad spec
 
 
+@pytest.mark.parametrize(
+    ("spec", "ctype", "strength"),
+    [
+        ("sketch:a.png", "sketch", 0.6),
+        ("canny:a.png:0", "canny", 0.0),
+        ("depth:a.png:1.5", "depth", 1.5),
+    ],
+)
+def test_parse_control_without_validation_sends_unconfirmed_types_and_strengths(
+    spec: str, ctype: str, strength: float
+) -> None:
+    # The type list and the strength range are unconfirmed: --no-validate lets them through.
+    with pytest.raises(InputError) as info:
+        parse_control(spec, _loader([]))
+    assert "--no-validate" in info.value.hint
+    control = parse_control(spec, _loader([]), validate=False)
+    assert (control.type, control.strength) == (ctype, strength)
+
+
+@pytest.mark.parametrize("spec", ["canny:a.png:nan", "canny:a.png:inf", ":a.png"])
+def test_parse_control_refuses_even_without_validation(spec: str) -> None:
+    with pytest.raises(InputError, match="--control"):
+        parse_control(spec, _loader([]), validate=False)
+
+
 # --- check_field / field_values --------------------------------------------------------------
 
 
@@ -177,10 +202,11 @@ def test_check_field_ranges_name_the_flag_and_the_range() -> None:
     assert info.value.message == "--width 769 is outside [256, 768]"
     assert "--no-validate" in info.value.hint  # an unconfirmed bound can be skipped
     assert check_field(width, 769, validate=False) == 769
-    seed = TXT2IMG.field("seed")
+    opacity = TXT2IMG.field("logo_info.opacity")  # an official bound
     with pytest.raises(InputError) as info:
-        check_field(seed, -2, validate=True)
-    assert "--seed" in info.value.message and "--no-validate" not in info.value.hint
+        check_field(opacity, 1.5, validate=True)
+    assert "--watermark-opacity" in info.value.message
+    assert "--no-validate" not in info.value.hint
     side = OUTPAINT.field("top")
     with pytest.raises(InputError):
         check_field(side, 0.0, validate=True)  # (0, 1]: zero is out
@@ -342,13 +368,14 @@ def _outpaint(
     given: dict[str, Any],
     size: tuple[int, int] = (200, 100),
     mask: tuple[int, int] | None = None,
+    validate: bool = True,
 ) -> dict[str, Any]:
     image = local(write_image(tmp_path / "in.png", *size))
     images = {"image": [image]}
     if mask is not None:
         images["mask"] = [local(write_image(tmp_path / "mask.png", *mask, colour=(255, 255, 255)))]
-    values = field_values(OUTPAINT, given, validate=True)
-    return build_body(OUTPAINT, OUTPAINT.req_key, values, Inputs(images=images))
+    values = field_values(OUTPAINT, given, validate=validate)
+    return build_body(OUTPAINT, OUTPAINT.req_key, values, Inputs(images=images), validate=validate)
 
 
 @pytest.mark.parametrize(
@@ -417,6 +444,15 @@ def test_aspect_refuses(aspect: str) -> None:
 def test_aspect_beyond_one_side_ratio_is_refused() -> None:
     with pytest.raises(InputError, match="above the 1x limit"):
         aspect_ratios("1x2", 200, 100)  # each of top and bottom would grow 1.5x
+
+
+def test_aspect_beyond_the_unconfirmed_limit_is_sent_without_validation(tmp_path: Path) -> None:
+    assert aspect_ratios("1x2", 200, 100, limit=None) == {"top": 1.5, "bottom": 1.5}
+    with pytest.raises(InputError) as info:
+        _outpaint(tmp_path, {"aspect": "1:2"})
+    assert "--no-validate" in info.value.hint
+    body = _outpaint(tmp_path, {"aspect": "1:2"}, validate=False)
+    assert (body["top"], body["bottom"]) == (1.5, 1.5)
 
 
 def test_outpaint_needs_an_extent(tmp_path: Path) -> None:

@@ -87,10 +87,10 @@ def test_lenient_sandbox_accepts_it_and_draws_that_size(lenient: Sandbox) -> Non
 
 
 def test_lenient_still_enforces_confirmed_ranges_and_types(lenient: Sandbox) -> None:
-    seed = next(f for f in kinds.TXT2IMG.fields if f.name == "seed")
-    assert seed.range is not None and seed.range.confirmed
-    too_big = post(lenient, txt2img(512, 512, seed=kinds.SEED_MAX + 1))
-    assert too_big["code"] == INVALID_INPUT and "seed" in too_big["message"]
+    opacity = kinds.TXT2IMG.field("logo_info.opacity")
+    assert opacity.range is not None and opacity.range.confirmed
+    too_big = post(lenient, txt2img(512, 512) | {"logo_info": {"add_logo": True, "opacity": 1.5}})
+    assert too_big["code"] == INVALID_INPUT and "opacity" in too_big["message"]
     wrong_type = post(lenient, txt2img(512, 512) | {"width": "wide"})
     assert wrong_type["code"] == INVALID_INPUT and "width" in wrong_type["message"]
 

@@ -207,7 +207,8 @@ def build_request(
         if not given and slot.required:
             raise InputError(f"{kind.command} needs {flag}", f"e.g. {kind.example}")
         if slot.parse == "control":
-            inputs.controls = [parse_control(spec, load) for spec in given]
+            validate = not options.get("no_validate", False)
+            inputs.controls = [parse_control(spec, load, validate=validate) for spec in given]
         elif given:
             inputs.images[slot.name] = [load(source, flag) for source in given]
     overrides = parse_set(options.get("sets") or [])

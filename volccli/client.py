@@ -172,15 +172,7 @@ class ApiClient:
         started = time.monotonic()
         try:
             try:
-                response = self.session.post(
-                    url,
-                    data=body.stream(),
-                    headers=headers,
-                    timeout=(conn.connect_timeout, conn.timeout),
-                    stream=True,
-                    allow_redirects=False,
-                    **env,
-                )
+                response = self._post(url, body, headers, env)
                 content = read_limited(response, started + conn.timeout)
             except requests.exceptions.RequestException as exc:
                 raise transport_error(exc, conn.timeout) from None
@@ -197,6 +189,32 @@ class ApiClient:
             self.limiter.succeeded()
         envelope.elapsed = time.monotonic() - started
         return envelope
+
+    def _post(
+        self, url: str, body: EncodedBody, headers: dict[str, str], env: dict[str, Any]
+    ) -> requests.Response:
+        """One POST straight through the session's adapter, answer not yet read.
+
+        ``Session.post`` would also build a cookie jar for the request and read cookies
+        from the answer, run hooks and look for a redirect to follow; this API uses none
+        of them (answers are never redirected on purpose, and a redirect is not
+        followed). Skipping them saves about a quarter of a millisecond of CPU per call,
+        a few percent of a batch job's whole cost.
+        """
+        prepared = requests.PreparedRequest()
+        prepared.prepare_method("POST")
+        prepared.prepare_url(url, None)
+        prepared.prepare_headers({**self.session.headers, **headers})
+        prepared.prepare_body(body.stream(), None)
+        conn = self.connection
+        return self.session.get_adapter(url).send(
+            prepared,
+            stream=True,
+            timeout=(conn.connect_timeout, conn.timeout),
+            verify=env["verify"],
+            proxies=env["proxies"],
+            cert=None,
+        )
 
 
 def read_limited(
@@ -360,8 +378,8 @@ def parse_response(status: int, content: bytes, headers: Any = None) -> Envelope
     meta = body.get("ResponseMetadata")
     if isinstance(meta, dict) and isinstance(meta.get("Error"), dict):
         err = meta["Error"]
-        name = str(err.get("Code") or err.get("CodeN") or "")
-        info = codes.gateway(name)
+        name = codes.gateway_name(err.get("Code"), err.get("CodeN"))
+        info = codes.gateway(name, status)
         text = str(err.get("Message") or "").strip()
         message = f"{name}: {info.meaning}" + (
             f" ({text})" if text and text != info.meaning else ""

@@ -145,7 +145,7 @@ GATEWAY: Final[dict[str, CodeInfo]] = {
         "set this machine's clock right (volccli doctor shows the skew)",
     ),
     "ServiceNotFound": CodeInfo(
-        ApiRefusedError, "unknown service", "the endpoint is not the visual API; check --endpoint"
+        ConfigError, "unknown service", "the endpoint is not the visual API; check --endpoint"
     ),
     "InvalidActionOrVersion": CodeInfo(
         ApiRefusedError, "unknown Action or Version", "check --action/--version"
@@ -175,6 +175,21 @@ GATEWAY: Final[dict[str, CodeInfo]] = {
     "ServiceUnavailableTemp": CodeInfo(
         NetworkError, "the service is temporarily unavailable", "retry later", retry="server"
     ),
+}
+
+# The numeric CodeN of each documented gateway error: an answer may carry only the number.
+GATEWAY_NUMBERS: Final[dict[int, str]] = {
+    100002: "MissingParameter",
+    100003: "MissingAuthenticationToken",
+    100004: "MissingRequestInfo",
+    100005: "MissingSignature",
+    100006: "InvalidTimestamp",
+    100007: "ServiceNotFound",
+    100008: "InvalidActionOrVersion",
+    100009: "InvalidAccessKey",
+    100010: "SignatureDoesNotMatch",
+    100012: "LackPolicy",
+    100013: "AccessDenied",
 }
 
 # A relay (a gateway with Bearer keys) answers in its own JSON; only the HTTP status
@@ -225,7 +240,11 @@ RELAY: Final[dict[int, CodeInfo]] = {
 def business(code: int) -> CodeInfo:
     if code in BUSINESS:
         return BUSINESS[code]
-    if 50500 <= code < 50600 and code not in BUSINESS:
+    if 50510 <= code < 50530:
+        # The content-audit block (50511-50522): an unlisted one is a refusal, not a
+        # server error a retry could be billed for.
+        return CodeInfo(AuditError, "the content audit rejected the request", _AUDIT_HINT)
+    if 50500 <= code < 50600:
         return CodeInfo(NetworkError, "server error", "retry later", retry="server")
     return CodeInfo(
         ApiRefusedError,
@@ -234,8 +253,39 @@ def business(code: int) -> CodeInfo:
     )
 
 
-def gateway(code: str) -> CodeInfo:
-    return GATEWAY.get(code) or CodeInfo(
+def gateway_name(code: object, number: object) -> str:
+    """The error's name: ``Code``, else the name of its documented ``CodeN``, else the number."""
+    if code:
+        return str(code)
+    try:
+        return GATEWAY_NUMBERS.get(int(str(number)), str(number or ""))
+    except ValueError:
+        return str(number)
+
+
+def gateway(code: str, status: int | None = None) -> CodeInfo:
+    """A gateway error by name; an unlisted one is judged by its HTTP status.
+
+    The gateway's rate-limit and internal error names are not documented: a 429 is a
+    rate limit (resent), a 5xx a server error (resent only when that is allowed).
+    """
+    if code in GATEWAY:
+        return GATEWAY[code]
+    if status == 429:
+        return CodeInfo(
+            RateLimitError,
+            "the gateway's rate limit was reached",
+            "lower --qps or -j",
+            retry="safe",
+        )
+    if status is not None and status >= 500:
+        return CodeInfo(
+            NetworkError,
+            f"the gateway failed (HTTP {status})",
+            "retry later (--retry-server-errors resends; it may be billed)",
+            retry="server",
+        )
+    return CodeInfo(
         ApiRefusedError,
         "the API gateway refused the request",
         "check credentials, --endpoint and --region (volccli doctor)",

@@ -141,7 +141,7 @@ class Kind(NamedTuple):
 # The table is laid out by hand, one row per field: keep the formatter away from it.
 # fmt: off
 SEED = Field("seed", "int", "Random seed; -1 draws a fresh one (recorded in the sidecar).",
-             default=-1, range=Range(-1, SEED_MAX, confirmed=True), short="-s")
+             default=-1, range=Range(-1, SEED_MAX), short="-s")
 RETURN_URL = Field("return_url", "bool",
                    "Ask for result URLs instead of base64 (volccli downloads them at once).",
                    default=False, panel="Output")

@@ -80,8 +80,14 @@ def _not_json_number(name: str) -> Any:
     raise _NonFinite(name)
 
 
-def parse_control(spec: str, load: Callable[[str, str], ImageInput]) -> Control:
-    """``TYPE:IMAGE[:STRENGTH]``; IMAGE may itself contain colons (URLs, data: URIs)."""
+def parse_control(
+    spec: str, load: Callable[[str, str], ImageInput], *, validate: bool = True
+) -> Control:
+    """``TYPE:IMAGE[:STRENGTH]``; IMAGE may itself contain colons (URLs, data: URIs).
+
+    The type list and the strength range are unconfirmed: ``validate`` False
+    (--no-validate) sends any type and any finite strength.
+    """
     ctype, sep, rest = spec.partition(":")
     if not sep or not rest:
         raise InputError(
@@ -89,19 +95,20 @@ def parse_control(spec: str, load: Callable[[str, str], ImageInput]) -> Control:
             f"write e.g. --control canny:edges.png:0.6 (TYPE is one of {', '.join(CONTROL_TYPES)})",
         )
     ctype = ctype.strip().lower()
-    if ctype not in CONTROL_TYPES:
+    if not ctype or (validate and ctype not in CONTROL_TYPES):
         raise InputError(
             f"--control type {ctype!r} is unknown",
-            f"use one of {', '.join(CONTROL_TYPES)}",
+            f"use one of {', '.join(CONTROL_TYPES)} (or --no-validate to let the server decide)",
         )
     strength = CONTROL_DEFAULT_STRENGTH
     source, colon, tail = rest.rpartition(":")
     if colon and _looks_numeric(tail):
         strength = float(tail)
-        if not CONTROL_STRENGTH.contains(strength):
+        if not math.isfinite(strength) or (validate and not CONTROL_STRENGTH.contains(strength)):
             raise InputError(
                 f"--control strength {tail} is outside {CONTROL_STRENGTH.describe()}",
-                "use a strength above 0 and at most 1, e.g. 0.6",
+                "use a strength above 0 and at most 1, e.g. 0.6 "
+                "(or --no-validate to let the server decide)",
             )
     else:
         source = rest
@@ -191,8 +198,13 @@ def build_body(
     *,
     overrides: Mapping[str, Any] | None = None,
     base: Mapping[str, Any] | None = None,
+    validate: bool = True,
 ) -> dict[str, Any]:
-    """The request body: ``base`` (from --body), then fields, images, then ``--set``."""
+    """The request body: ``base`` (from --body), then fields, images, then ``--set``.
+
+    ``validate`` False (--no-validate) lets the assemblers send derived values outside
+    the unconfirmed limits, as the field checks do for given ones.
+    """
     body: dict[str, Any] = {**(base or {}), "req_key": req_key}
     for f in kind.fields:
         if f.wire and f.name in values:
@@ -200,7 +212,7 @@ def build_body(
     _place_images(kind, body, inputs)
     assembler = ASSEMBLERS.get(kind.assembler)
     if assembler is not None:
-        assembler(body, values, inputs)
+        assembler(body, values, inputs, validate)
     for key, value in (overrides or {}).items():
         set_path(body, key, value)
     return body
@@ -241,7 +253,9 @@ def _place_images(kind: Kind, body: dict[str, Any], inputs: Inputs) -> None:
         body["image_urls"] = urls
 
 
-def _outpaint(body: dict[str, Any], values: Mapping[str, Any], inputs: Inputs) -> None:
+def _outpaint(
+    body: dict[str, Any], values: Mapping[str, Any], inputs: Inputs, validate: bool
+) -> None:
     prompt = values.get("prompt")
     body.pop("prompt", None)
     if prompt:
@@ -276,7 +290,11 @@ def _outpaint(body: dict[str, Any], values: Mapping[str, Any], inputs: Inputs) -
                 "--aspect needs the image size, which a URL input does not give",
                 "use a local file, or --top/--bottom/--left/--right",
             )
-        ratios.update(aspect_ratios(values["aspect"], image.width, image.height))
+        ratios.update(
+            aspect_ratios(
+                values["aspect"], image.width, image.height, limit=1 if validate else None
+            )
+        )
     ratios.update(explicit)
     if not any(ratios.values()):
         raise InputError(
@@ -289,8 +307,13 @@ def _outpaint(body: dict[str, Any], values: Mapping[str, Any], inputs: Inputs) -
             body[side] = ratios[side]
 
 
-def aspect_ratios(aspect: str, width: int, height: int) -> dict[str, float]:
-    """Side ratios that grow ``width x height`` around its centre to the aspect W:H."""
+def aspect_ratios(
+    aspect: str, width: int, height: int, *, limit: float | None = 1
+) -> dict[str, float]:
+    """Side ratios that grow ``width x height`` around its centre to the aspect W:H.
+
+    ``limit`` is the largest ratio per side (the unconfirmed 1x); None sends any.
+    """
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*[:x/]\s*(\d+(?:\.\d+)?)\s*", aspect)
     if not match or not float(match[1]) or not float(match[2]):
         raise InputError(f"--aspect {aspect!r} is not W:H", "write e.g. --aspect 16:9")
@@ -307,15 +330,18 @@ def aspect_ratios(aspect: str, width: int, height: int) -> dict[str, float]:
     else:  # taller: grow top and bottom
         each = round((width / target - height) / 2 / height, 4)
         out = {"top": each, "bottom": each}
-    if each > 1:
+    if limit is not None and each > limit:
         raise InputError(
-            f"--aspect {aspect} needs each side grown by {each:.2f}x, above the 1x limit",
-            "pick an aspect closer to the image's, or outpaint twice",
+            f"--aspect {aspect} needs each side grown by {each:.2f}x, above the {limit:g}x limit",
+            "pick an aspect closer to the image's, or outpaint twice "
+            "(or --no-validate to let the server decide)",
         )
     return out
 
 
-def _product_style(body: dict[str, Any], values: Mapping[str, Any], inputs: Inputs) -> None:
+def _product_style(
+    body: dict[str, Any], values: Mapping[str, Any], inputs: Inputs, validate: bool
+) -> None:
     mode = values.get("composition")
     if mode == "auto":
         body.setdefault("auto_composition_switch", True)
@@ -325,14 +351,16 @@ def _product_style(body: dict[str, Any], values: Mapping[str, Any], inputs: Inpu
         body.setdefault("preset_light_switch", True)
 
 
-def _controlnet(body: dict[str, Any], values: Mapping[str, Any], inputs: Inputs) -> None:
+def _controlnet(
+    body: dict[str, Any], values: Mapping[str, Any], inputs: Inputs, validate: bool
+) -> None:
     body["controlnet_args"] = [
         {"type": control.type, "binary_data_index": index, "strength": control.strength}
         for index, control in enumerate(inputs.controls)
     ]
 
 
-ASSEMBLERS: dict[str, Callable[[dict[str, Any], Mapping[str, Any], Inputs], None]] = {
+ASSEMBLERS: dict[str, Callable[[dict[str, Any], Mapping[str, Any], Inputs, bool], None]] = {
     "outpaint": _outpaint,
     "product_style": _product_style,
     "controlnet": _controlnet,

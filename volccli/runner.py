@@ -91,6 +91,7 @@ def plan(request: Request, rng: random.Random | None = None) -> list[Job]:
         request.inputs,
         overrides=request.overrides,
         base=request.base,
+        validate=request.validate,
     )
     asked = template.get("seed")
     drawn: set[int] = set()

@@ -31,7 +31,8 @@ from .synth import Logo
 GENERIC_REQ_KEYS: Final = frozenset(
     {"jimeng_i2i_v30", "img2img_anime_accelerated_maintain_id", "img2img_xl_sft"}
 )
-IMAGE_FORMATS: Final = frozenset({"PNG", "JPEG", "WEBP"})
+# The formats the reference documents for input images (C.0); the client converts others.
+IMAGE_FORMATS: Final = frozenset({"PNG", "JPEG"})
 REMOTE_IMAGE_SIZE: Final = (1024, 1024)  # assumed for hosts the sandbox never contacts
 DEFAULT_SIZE: Final = (512, 512)
 MAX_OUTPUT_SIDE: Final = 4096
@@ -239,7 +240,7 @@ def _json_type(value: object) -> str:
 # --- images ------------------------------------------------------------------------------
 
 def image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) of a PNG, JPEG or WEBP; None for anything else or corrupt data."""
+    """(width, height) of a PNG or JPEG; None for anything else or corrupt data."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.format not in IMAGE_FORMATS:
@@ -263,7 +264,7 @@ def decode_base64_image(where: str, value: object) -> InputImage:
                              "prefix)") from None
     size = image_size(data)
     if size is None:
-        raise invalid(where, "is not a PNG, JPEG or WEBP image")
+        raise invalid(where, "is not a PNG or JPEG image")
     return InputImage(where, *size)
 
 
@@ -279,7 +280,7 @@ def url_image(where: str, value: object, fetch: Fetcher) -> InputImage:
         return InputImage(where, *REMOTE_IMAGE_SIZE)
     size = image_size(data)
     if size is None:
-        raise invalid(where, "the downloaded file is not a PNG, JPEG or WEBP image")
+        raise invalid(where, "the downloaded file is not a PNG or JPEG image")
     return InputImage(where, *size)
 
 
