@@ -158,6 +158,7 @@ def everyday_commands(run: Runs, out: Path, tmp_path: Path) -> None:
         "--poll-interval",
         "0.05",
     )
+    run("-v", "task", "cancel", TXT2IMG, task_id, "--json", code=ExitCode.REFUSED)  # done
     image = out / "txt2img_a-red-fox_7.png"
     run("-v", "inspect", image)
     run("inspect", image, "--json")

@@ -179,6 +179,35 @@ def test_an_unknown_task_exits_4(
     assert images_in(tmp_path) == []
 
 
+def test_task_cancel_cancels_a_queued_task_and_refuses_a_started_one(
+    box: Sandbox, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    box.configure(async_polls=2)
+    queued = submit(box, {"req_key": TXT2IMG, "prompt": "never mind", "seed": 1})
+    cancelled = volccli(capsys, ["task", "cancel", TXT2IMG, queued, "--json"])
+    assert cancelled.code == 0
+    assert cancelled.records == [
+        {
+            "req_key": TXT2IMG,
+            "task_id": queued,
+            "status": "cancelled",
+            "request_id": cancelled.records[0]["request_id"],
+        }
+    ]
+    assert box.stats()["recent"][-1]["action"] == "CVCancelTask"
+    # A cancelled task is gone: waiting for it says so and writes nothing.
+    gone = volccli(capsys, ["task", "wait", TXT2IMG, queued, "-o", str(tmp_path)])
+    assert gone.code == 4 and "was not found" in gone.err
+    assert images_in(tmp_path) == []
+    started = submit(box, {"req_key": TXT2IMG, "prompt": "keep going", "seed": 2})
+    assert volccli(capsys, ["task", "get", TXT2IMG, started]).out.strip().endswith("in_queue")
+    assert volccli(capsys, ["task", "get", TXT2IMG, started]).out.strip().endswith("generating")
+    refused = volccli(capsys, ["task", "cancel", TXT2IMG, started])
+    assert refused.code == 4 and "only a queued task can be cancelled" in refused.err
+    unknown = volccli(capsys, ["task", "cancel", TXT2IMG, "1234567890123456789"])
+    assert unknown.code == 4 and "was not found" in unknown.err
+
+
 def test_an_expired_task_exits_4_and_says_submit_again(
     box: Sandbox, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from .client import ApiClient, Envelope, Event, no_event
 from .errors import ApiRefusedError, InputError, NetworkError
-from .kinds import DEFAULT_VERSION, RESULT_ACTION, SUBMIT_ACTION
+from .kinds import CANCEL_ACTION, CANCEL_VERSION, DEFAULT_VERSION, RESULT_ACTION, SUBMIT_ACTION
 from .payload import encode_body
 
 # Fields the service wants at get-result time, not at submit.
@@ -76,6 +76,35 @@ def get_result(
     return client.call(RESULT_ACTION, DEFAULT_VERSION, encode_body(body), on_event=on_event)
 
 
+def cancel(
+    client: ApiClient, req_key: str, task_id: str, *, on_event: Event = no_event
+) -> Envelope:
+    """Cancel a task with CVCancelTask; the service cancels only a task still queued."""
+    body = {"req_key": req_key, "task_id": task_id}
+    envelope = client.call(CANCEL_ACTION, CANCEL_VERSION, encode_body(body), on_event=on_event)
+    status = str(envelope.data.get("status") or "")
+    if status in ("not_found", "expired"):
+        _gone(status, req_key, task_id, envelope)
+    return envelope
+
+
+def _gone(status: str, req_key: str, task_id: str, envelope: Envelope) -> None:
+    """Raise for a task the service no longer knows."""
+    if status == "not_found":
+        raise ApiRefusedError(
+            f"task {task_id} was not found for {req_key}",
+            "check the req_key and task id; tasks are kept for 12-24 hours",
+            code="not_found",
+            request_id=envelope.request_id,
+        )
+    raise ApiRefusedError(
+        f"task {task_id} has expired",
+        "submit the job again",
+        code="expired",
+        request_id=envelope.request_id,
+    )
+
+
 def wait(
     client: ApiClient,
     req_key: str,
@@ -96,20 +125,8 @@ def wait(
         on_event("status", {"status": status, "task_id": task_id})
         if status == "done":
             return envelope
-        if status == "not_found":
-            raise ApiRefusedError(
-                f"task {task_id} was not found for {req_key}",
-                "check the req_key and task id; tasks are kept for 12-24 hours",
-                code="not_found",
-                request_id=envelope.request_id,
-            )
-        if status == "expired":
-            raise ApiRefusedError(
-                f"task {task_id} has expired",
-                "submit the job again",
-                code="expired",
-                request_id=envelope.request_id,
-            )
+        if status in ("not_found", "expired"):
+            _gone(status, req_key, task_id, envelope)
         if once:
             return envelope
         if status not in PENDING:

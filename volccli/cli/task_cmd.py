@@ -1,7 +1,8 @@
-"""`volccli task get|wait REQ_KEY TASK_ID`: check or fetch a task submitted with --async.
+"""`volccli task get|wait|cancel REQ_KEY TASK_ID`: tasks submitted with --async.
 
 `get` polls once and prints the status; `wait` polls with backoff until the task is
-done, then writes its images like any command (names, --on-exists, sidecars, history).
+done, then writes its images like any command (names, --on-exists, sidecars, history);
+`cancel` cancels a task that is still queued.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from .common import Session, global_options, make_ui, print_json, reported
 from .signatures import connection_flags, with_global_options
 
 app = typer.Typer(
-    help="Check or fetch async tasks (submitted with --async).",
+    help="Check, fetch or cancel async tasks (submitted with --async).",
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
@@ -29,7 +30,7 @@ OUTPUT = "Output"
 
 @app.callback()
 def task() -> None:
-    """Check or fetch async tasks (submitted with --async)."""
+    """Check, fetch or cancel async tasks (submitted with --async)."""
 
 
 def _check_ref(req_key: str, task_id: str) -> None:
@@ -79,6 +80,31 @@ def get(ctx: typer.Context, req_key: ReqKey, task_id: TaskId, json_out: Json = F
                 f"`volccli task wait {req_key} {task_id}` writes them)"
             )
         typer.echo(text)
+
+
+@app.command("cancel")
+@with_global_options
+def cancel(ctx: typer.Context, req_key: ReqKey, task_id: TaskId, json_out: Json = False) -> None:
+    """Cancel a task that is still queued (CVCancelTask); one that has started runs on."""
+    merged = global_options(ctx)
+    ui = make_ui(merged)
+    with reported(ui, json_errors=json_out), Session(ui, connection_flags(merged)) as session:
+        from ..tasks import cancel as cancel_task
+
+        _check_ref(req_key, task_id)
+        envelope = cancel_task(session.client(), req_key, task_id)
+        status = str(envelope.data.get("status") or "cancelled")
+        if json_out:
+            print_json(
+                {
+                    "req_key": req_key,
+                    "task_id": task_id,
+                    "status": status,
+                    "request_id": envelope.request_id,
+                }
+            )
+            return
+        typer.echo(f"task {task_id}: {status}")
 
 
 # The output and polling options of `wait`, as every generation command has them.
