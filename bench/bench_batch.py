@@ -200,6 +200,7 @@ class Sample:
     jobs: int  # jobs this run was given
     images: int  # images it left on disk
     stats: dict[str, object] = field(default_factory=dict)
+    small: Run | None = None  # the same variant with only WARMUP_JOBS jobs, just before
 
     @property
     def failed(self) -> int:
@@ -408,22 +409,23 @@ def cpu_per_job(install: Install, runs: int, jobs: int) -> bool:
             """``before``: global options; ``after``: options of the batch command."""
 
             def run(out: Path, warm: bool) -> Sample:
-                argv = [
-                    str(install.volccli), *before, "batch", str(warm_file if warm else batch_file),
-                    "-o", str(out), "--name", "{name}", "-j", str(CPU_WORKERS), "--qps", "0",
-                    "--no-validate", *after,
-                ]  # fmt: skip
-                return _cpu_sample(argv, env, folder, out, WARMUP_JOBS if warm else jobs)
+                def argv(jobs_file: Path, into: Path) -> list[str]:
+                    return [
+                        str(install.volccli), *before, "batch", str(jobs_file),
+                        "-o", str(into), "--name", "{name}", "-j", str(CPU_WORKERS),
+                        "--qps", "0", "--no-validate", *after,
+                    ]  # fmt: skip
+
+                return _cpu_pair(argv, env, folder, out, warm, warm_file, batch_file, jobs)
 
             return run
 
         def script(path: Path, address: str) -> Variant:
             def run(out: Path, warm: bool) -> Sample:
-                argv = [
-                    str(install.python), str(path), address,
-                    str(warm_file if warm else batch_file), str(out),
-                ]  # fmt: skip
-                return _cpu_sample(argv, scripts_env, folder, out, WARMUP_JOBS if warm else jobs)
+                def argv(jobs_file: Path, into: Path) -> list[str]:
+                    return [str(install.python), str(path), address, str(jobs_file), str(into)]
+
+                return _cpu_pair(argv, scripts_env, folder, out, warm, warm_file, batch_file, jobs)
 
             return run
 
@@ -444,12 +446,16 @@ def cpu_per_job(install: Install, runs: int, jobs: int) -> bool:
         f"## Batch CPU per job: {jobs} txt2img jobs, 1024 x 1024 PNG results ({runs} rounds; "
         f"{machine_line()})\n"
     )
-    sdk_cpu = [s.run.cpu_seconds for s in samples["SDK cv_process loop (V4 signed)"]]
+    sdk_runs = samples["SDK cv_process loop (V4 signed)"]
+    sdk_cpu = [s.run.cpu_seconds for s in sdk_runs]
+    sdk_marginal = [_after_startup(s) for s in sdk_runs]
     rows_out = []
     ratios: dict[str, float] = {}
     for name, runs_of in samples.items():
         cpu = [s.run.cpu_seconds for s in runs_of]
         per_job = [c / jobs * 1000 for c in cpu]
+        marginal = [_after_startup(s) for s in runs_of]
+        startup = [(s.small.cpu_seconds if s.small else 0.0) for s in runs_of]
         ratio = paired_ratio(cpu, sdk_cpu)
         ratios[name] = ratio
         bar = ""
@@ -459,9 +465,11 @@ def cpu_per_job(install: Install, runs: int, jobs: int) -> bool:
             [
                 name,
                 f"{median(per_job):.2f}",
-                spread(per_job, 2),
                 f"{ratio:.2f} ({ratio_spread(cpu, sdk_cpu)})",
-                f"{median(cpu):.2f}",
+                f"{median(marginal) * 1000:.2f}",
+                f"{paired_ratio(marginal, sdk_marginal):.2f} "
+                f"({ratio_spread(marginal, sdk_marginal)})",
+                f"{median(startup):.2f}",
                 f"{median([s.run.seconds for s in runs_of]):.1f}",
                 "/".join(str(s.failed) for s in runs_of),
                 bar,
@@ -471,10 +479,11 @@ def cpu_per_job(install: Install, runs: int, jobs: int) -> bool:
         table(
             [
                 "variant",
-                "CPU ms per job",
-                "p25–p75 ms",
-                "vs SDK: ratio (p25–p75)",
-                "CPU s total",
+                f"CPU ms per job, {jobs}-job run",
+                "vs SDK (p25–p75)",
+                "CPU ms per job once started",
+                "vs SDK (p25–p75)",
+                f"{WARMUP_JOBS}-job run CPU s",
                 "wall s",
                 "failed",
                 "bar",
@@ -483,10 +492,13 @@ def cpu_per_job(install: Install, runs: int, jobs: int) -> bool:
         )
     )
     print(
-        "\nCPU = user + system time of the process and its children (wait4) / jobs, "
-        "start-up included. The ratio is the median of the per-round ratios. The last row "
-        "is for reference (no bar): the same batch without history, sidecars and embedded "
-        "recipes (the journal cannot be turned off).\n"
+        f"\nCPU = user + system time of the process and its children (wait4). The bar "
+        f"compares the whole {jobs}-job run's CPU / {jobs}, start-up included. Once started: "
+        f"(CPU of the {jobs}-job run - CPU of a {WARMUP_JOBS}-job run of the same variant just "
+        f"before it) / {jobs - WARMUP_JOBS}, the cost of one more job in a running batch. "
+        f"Ratios are medians of the per-round ratios. The last "
+        "row is for reference (no bar): the same batch without history, sidecars and "
+        "embedded recipes (the journal cannot be turned off).\n"
     )
     ok = all(
         ratio <= CPU_BAR
@@ -495,6 +507,33 @@ def cpu_per_job(install: Install, runs: int, jobs: int) -> bool:
     )
     print(f"batch CPU-per-job bar (<= the SDK loop): {verdict(ok)}")
     return ok
+
+
+def _cpu_pair(
+    argv: Callable[[Path, Path], list[str]],
+    env: dict[str, str],
+    cwd: Path,
+    out: Path,
+    warm: bool,
+    warm_file: Path,
+    batch_file: Path,
+    jobs: int,
+) -> Sample:
+    """The full run, after a run of WARMUP_JOBS jobs that measures what start-up costs."""
+    (out / "small").mkdir()
+    (out / "full").mkdir()
+    small = _cpu_sample(argv(warm_file, out / "small"), env, cwd, out / "small", WARMUP_JOBS)
+    if warm:
+        return small
+    full = _cpu_sample(argv(batch_file, out / "full"), env, cwd, out / "full", jobs)
+    full.small = small.run
+    return full
+
+
+def _after_startup(sample: Sample) -> float:
+    """CPU seconds per job once started: (full run - small run) / (jobs between them)."""
+    assert sample.small is not None
+    return (sample.run.cpu_seconds - sample.small.cpu_seconds) / (sample.jobs - WARMUP_JOBS)
 
 
 def _cpu_sample(argv: list[str], env: dict[str, str], cwd: Path, out: Path, jobs: int) -> Sample:
