@@ -321,7 +321,7 @@ def test_edit(sb: Sandbox, tmp_path: Path) -> None:
     assert recipe["body"]["binary_data_base64"] == [
         {
             "sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
-            "source": "photo.png",
+            "source": str(Path.cwd() / "photo.png"),  # absolute: a rerun works from anywhere
             "bytes": source.stat().st_size,
         }
     ]

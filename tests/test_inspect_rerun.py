@@ -153,6 +153,24 @@ def test_rerun_reloads_inputs_and_refuses_changed_or_missing_ones(
     assert len(images_in(tmp_path / "re")) == 1
 
 
+def test_rerun_finds_a_relative_input_from_any_folder(
+    box: Sandbox,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    png(work / "photo.png", (72, 48))
+    monkeypatch.chdir(work)
+    image = make(capsys, ["edit", "photo.png", "make it green", "-o", "out"])
+    monkeypatch.chdir(elsewhere)
+    again = make(capsys, ["rerun", str(image), "-o", "re"])
+    assert pixels(again) == pixels(image)
+    assert again.parent == elsewhere / "re"
+
+
 def test_rerun_passes_url_inputs_through(
     box: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

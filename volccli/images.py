@@ -59,6 +59,13 @@ class ImageInput:
     height: int = 0
     format: str = ""
     notes: list[str] = field(default_factory=list)
+    origin: Path | None = None  # the local file it was read from, as an absolute path
+
+    @property
+    def source(self) -> str:
+        """Where it came from, as recipes record it: a file by its absolute path, so a
+        rerun finds it from any folder; otherwise the URL, "stdin" or "data: URI"."""
+        return str(self.origin) if self.origin is not None else self.label
 
     @property
     def encoded_length(self) -> int:
@@ -77,7 +84,7 @@ class ImageInput:
 
     def describe(self) -> dict[str, object]:
         """What a sidecar and the history record about an input."""
-        out: dict[str, object] = {"source": self.label}
+        out: dict[str, object] = {"source": self.source}
         if self.url:
             return out
         out.update(
@@ -184,7 +191,9 @@ def _check_file(path: Path, flag: str, limits: ImageLimits) -> ImageInput:
             _check_intact(path, image, label, flag)
     if needs_work:
         # Converting or fitting needs the pixels, so this one is read into memory.
-        return _check_bytes(path.read_bytes(), label, flag, limits)
+        converted = _check_bytes(path.read_bytes(), label, flag, limits)
+        converted.origin = path.absolute()
+        return converted
     return ImageInput(
         label=label,
         flag=flag,
@@ -194,6 +203,7 @@ def _check_file(path: Path, flag: str, limits: ImageLimits) -> ImageInput:
         width=width,
         height=height,
         format=fmt,
+        origin=path.absolute(),
     )
 
 

@@ -392,7 +392,7 @@ def describe_body(body: Mapping[str, Any]) -> dict[str, Any]:
         dict(body),
         lambda ref: {
             "sha256": ref.image.sha256,
-            "source": ref.image.label,
+            "source": ref.image.source,
             "bytes": ref.image.size,
         },
     )
