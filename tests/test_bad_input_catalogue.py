@@ -48,6 +48,19 @@ CATALOGUE: dict[str, Bad] = {
         "txt2img", "x", "-o", "out", "--on-exists", "maybe", words=("--on-exists 'maybe'",)
     ),
     "--count 0": bad("txt2img", "x", "-o", "out", "--count", "0", words=("--count 0",)),
+    "-n 3 with one name and --on-exists overwrite": bad(
+        "txt2img",
+        "x",
+        "-o",
+        "out",
+        "-n",
+        "3",
+        "--name",
+        "fixed",
+        "--on-exists",
+        "overwrite",
+        words=("all 3 images the same name", "{index}"),
+    ),
     "--width without its value": bad(
         "txt2img",
         "x",

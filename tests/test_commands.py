@@ -252,6 +252,35 @@ def test_stdout_output(sb: Sandbox, tmp_path: Path) -> None:
     assert read_embedded_bytes(result.stdout_bytes)["body"]["width"] == 256
 
 
+def test_stdout_output_to_a_terminal_is_refused(sb: Sandbox, tmp_path: Path) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    before = api_requests(sb)
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "volccli", "txt2img", "fox", "-o", "-"],
+            stdout=follower,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "VOLCCLI_BASE_URL": sb.base_url, "VOLCCLI_API_KEY": API_KEY},
+            timeout=60,
+        )
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert done.returncode == 2
+    assert done.stderr.decode().strip() == (
+        "volccli: error: -o - would write the image's bytes to the terminal; "
+        "redirect them (-o - > image.png) or give a folder with -o"
+    )
+    assert api_requests(sb) == before
+    assert listing(tmp_path) == []
+
+
 def read_embedded_bytes(data: bytes) -> dict[str, Any]:
     import tempfile
 

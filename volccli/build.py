@@ -26,7 +26,7 @@ from .images import (
     load_image,
 )
 from .kinds import Kind
-from .output import DEFAULT_TEMPLATE, OutputSpec, check_template
+from .output import DEFAULT_TEMPLATE, OutputSpec, check_template, per_image_tokens
 from .payload import Inputs, parse_control, parse_set
 from .runner import Request
 
@@ -151,7 +151,19 @@ def output_spec(options: Mapping[str, Any], resolved: Resolved, count: int) -> O
             )
         if options.get("json"):
             raise InputError("-o - and --json both want stdout", "drop one of them")
+        if sys.stdout.isatty() and not (options.get("dry_run") or options.get("print_curl")):
+            raise InputError(
+                "-o - would write the image's bytes to the terminal",
+                "redirect them (-o - > image.png) or give a folder with -o",
+            )
         return OutputSpec(None, template, on_exists, sidecar=False, embed=embed)
+    if count > 1 and on_exists != "suffix" and not per_image_tokens(template):
+        # Every image would get the same name: all but one would be paid for and lost.
+        raise InputError(
+            f"--name {template!r} gives all {count} images the same name, which "
+            f"--on-exists {on_exists} cannot keep apart",
+            "add {index} or {seed} to --name, or use --on-exists suffix",
+        )
     return OutputSpec(Path(os.path.expanduser(folder)), template, on_exists, sidecar, embed)  # type: ignore[arg-type]  # checked above
 
 

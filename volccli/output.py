@@ -39,6 +39,9 @@ TOKENS: Final = {
 }
 # Tokens whose value is only known once the answer is in.
 RESPONSE_TOKENS: Final = frozenset({"request_id", "n"})
+# Tokens that tell apart the images of one command (-n N): each job's seed, index and
+# request differ.
+PER_IMAGE_TOKENS: Final = frozenset({"seed", "index", "hash", "request_id"})
 SLUG_DEFAULT_CHARS: Final = 48
 SLUG_MAX_BYTES: Final = 120
 SIDECAR_SUFFIX: Final = ".json"
@@ -79,6 +82,11 @@ def template_fields(template: str) -> tuple[tuple[str, str], ...]:
             )
         fields.append((name, spec))
     return tuple(fields)
+
+
+def per_image_tokens(template: str) -> set[str]:
+    """The tokens of ``template`` that differ between the images of one command."""
+    return {token for token, _ in template_fields(template)} & PER_IMAGE_TOKENS
 
 
 def check_template(template: str) -> None:
