@@ -275,7 +275,7 @@ def test_keep_going_sends_the_valid_rows_and_exits_9(
     assert run.code == 9
     *results, summary = run.records
     invalid = [r for r in results if r["row"] == 2]
-    assert invalid[0]["status"] == "failed" and invalid[0]["exit_code"] == 2
+    assert invalid[0]["status"] == "invalid" and invalid[0]["exit_code"] == 2
     assert "outside" in invalid[0]["message"]
     assert [r["status"] for r in results if r["row"] == 1] == ["ok"]
     assert summary["summary"]["invalid"] == 1 and summary["summary"]["ok"] == 1

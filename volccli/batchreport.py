@@ -34,7 +34,7 @@ class Result:
     """How one job (or one invalid row) ended."""
 
     line: int
-    status: str  # ok, skipped, filtered, failed
+    status: str  # ok, skipped, filtered, failed, left
     command: str = ""
     name: str = ""
     index: int = 0
@@ -49,7 +49,11 @@ class Result:
     invalid: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"row": self.line, "status": self.status}
+        # An invalid row counts as failed, but says which kind of failure it is.
+        out: dict[str, Any] = {
+            "row": self.line,
+            "status": "invalid" if self.invalid else self.status,
+        }
         if self.name:
             out["name"] = self.name
         if self.command:
