@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,10 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("VOLCCLI_CONFIG_DIR", str(home / "config"))
     monkeypatch.setenv("VOLCCLI_DATA_DIR", str(home / "data"))
+    # Temp files the code leaves on purpose (--print-curl's body file) stay in the test's
+    # own folder instead of piling up in the machine's /tmp.
+    monkeypatch.setenv("TMPDIR", str(tmp_path_factory.mktemp("tmp")))
+    monkeypatch.setattr(tempfile, "tempdir", None)
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.delenv("CI", raising=False)
     return home
