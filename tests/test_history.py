@@ -129,6 +129,7 @@ def test_an_unwritable_history_warns_once_and_the_generation_goes_on(
     assert run.code == 0, run.err
     assert len(run.out.splitlines()) == 3
     assert run.err.count("cannot write the history") == 1
+    assert f"({blocker} is a file, not a folder)" in run.err and "VOLCCLI_DATA_DIR" in run.err
     single = volccli(capsys, ["txt2img", "still works", "-o", str(tmp_path / "one")])
     assert single.code == 0 and single.err.count("cannot write the history") == 1
     listing = volccli(capsys, ["history"])

@@ -283,9 +283,14 @@ class History:
             except (sqlite3.Error, OSError) as exc:
                 with self._lock:
                     self.broken = True
+                reason, fix = str(exc), "--no-log skips it"
+                blocker = file_in_the_way(self.path.parent)
+                if blocker is not None:
+                    reason = f"{blocker} is a file, not a folder"
+                    fix = "point VOLCCLI_DATA_DIR at a folder, or --no-log skips it"
                 self.warn(
-                    f"cannot write the history at {self.path} ({exc}); carrying on without "
-                    "it (--no-log skips it)"
+                    f"cannot write the history at {self.path} ({reason}); "
+                    f"carrying on without it ({fix})"
                 )
 
     def close(self) -> None:
