@@ -35,7 +35,10 @@ def dry_run_text(
     lines.append(f"Content-Length: {size}")
     lines.append("")
     lines.append(body_preview)
-    lines.append(f"# {size} bytes sent as compact UTF-8 JSON, sha256 {sha256}; nothing was sent")
+    lines.append(
+        f"# the body would be sent as {size} bytes of compact UTF-8 JSON, sha256 {sha256}; "
+        "nothing was sent"
+    )
     return "\n".join(lines)
 
 
