@@ -292,3 +292,11 @@ def test_help_text_is_unescaped_for_markdown() -> None:
         "Range [1, 30]. [default: 3.0] more"
     )
     assert docs.cell("jsonl|csv") == "jsonl\\|csv"
+
+
+def test_the_readme_explains_every_name_token() -> None:
+    from volccli.output import TOKENS
+
+    readme = README.read_text(encoding="utf-8")
+    for token, meaning in TOKENS.items():
+        assert f"| `{{{token}}}` | {meaning} |" in readme, token

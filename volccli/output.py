@@ -27,7 +27,7 @@ TOKENS: Final = {
     "prompt": "the prompt as a file-safe slug; {prompt:20} caps it at 20 characters",
     "seed": "the seed sent (or returned by the service)",
     "index": "the image's number in this run, from 0",
-    "n": "the image's number within one answer, from 0",
+    "n": "the image's number within one answer, from 0 (0 unless one request returns several)",
     "date": "the local date, YYYYMMDD",
     "time": "the local time, HHMMSS",
     "request_id": "the API's request id",
