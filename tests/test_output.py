@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import threading
@@ -235,6 +236,21 @@ def test_precheck(tmp_path: Path) -> None:
     assert precheck(target, "overwrite") == "write"
     with pytest.raises(OutputError):
         precheck(target, "fail")
+
+
+def test_a_stale_recipe_of_a_deleted_image_gives_its_name_back(tmp_path: Path) -> None:
+    from volccli.recipe import SCHEMA
+
+    target = tmp_path / "img.png"
+    sidecar_path(target).write_text(json.dumps({"schema": SCHEMA, "seed": 1}))
+    assert precheck(target, "skip") == "write"  # nothing to skip: the image is gone
+    placed = place(write_temp(tmp_path, b"new image"), target, "suffix")
+    assert placed == target  # not img-1.png beside the stale recipe
+    # Anything else holding the sidecar's name is somebody's file: left alone.
+    other = tmp_path / "other.png"
+    sidecar_path(other).write_text('{"mine": true}')
+    assert place(write_temp(tmp_path, b"x"), other, "suffix") == tmp_path / "other-1.png"
+    assert sidecar_path(other).read_text() == '{"mine": true}'
 
 
 def test_write_text_atomic(tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ PER_IMAGE_TOKENS: Final = frozenset({"seed", "index", "hash", "request_id"})
 SLUG_DEFAULT_CHARS: Final = 48
 SLUG_MAX_BYTES: Final = 120
 SIDECAR_SUFFIX: Final = ".json"
+RECIPE_SCHEMA_FAMILY: Final = "volccli.recipe/"  # recipe.SCHEMA is this plus its version
 _SUFFIX_LIMIT = 10_000
 
 
@@ -212,7 +213,33 @@ def sidecar_path(image: Path) -> Path:
 
 
 def taken(path: Path) -> bool:
-    return path.exists() or sidecar_path(path).exists()
+    """An image, or a sidecar that is not a stale recipe of ours, holds the name."""
+    if path.exists():
+        return True
+    side = sidecar_path(path)
+    return side.exists() and not _stale_recipe(side)
+
+
+_RECIPE_MAX_BYTES = 1024 * 1024
+
+
+def _stale_recipe(side: Path) -> bool:
+    """A sidecar volccli wrote for an image that has since been deleted.
+
+    It describes nothing any more, so the next image of that name may replace it rather
+    than take a ``-1`` name beside it; any other file of that name is left alone.
+    """
+    import json  # here: only a name held by a leftover sidecar needs it
+
+    try:
+        if side.stat().st_size > _RECIPE_MAX_BYTES:
+            return False
+        recipe = json.loads(side.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(recipe, dict) and str(recipe.get("schema", "")).startswith(
+        RECIPE_SCHEMA_FAMILY
+    )
 
 
 def candidates(target: Path) -> Iterable[Path]:
@@ -342,7 +369,7 @@ def place(tmp: Path, target: Path, on_exists: OnExists) -> Path | None:
             os.replace(tmp, target)
             return target
         for candidate in candidates(target) if on_exists == "suffix" else (target,):
-            if on_exists == "suffix" and sidecar_path(candidate).exists():
+            if on_exists == "suffix" and taken(candidate):
                 continue
             if _link_new(tmp, candidate):
                 return candidate

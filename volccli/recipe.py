@@ -13,10 +13,10 @@ import zlib
 from pathlib import Path
 from typing import Any, Final
 
-from .output import sidecar_path
+from .output import RECIPE_SCHEMA_FAMILY, sidecar_path
 
 KEYWORD: Final = "volccli-recipe"
-SCHEMA: Final = "volccli.recipe/1"
+SCHEMA: Final = f"{RECIPE_SCHEMA_FAMILY}1"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 _JPEG_PREFIX = b"volccli-recipe:"
