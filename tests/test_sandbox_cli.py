@@ -120,3 +120,21 @@ def test_the_readme_script_that_starts_a_sandbox_on_any_port_works(tmp_path: Pat
     written = Path(done.stdout.splitlines()[0])
     assert written.name.startswith("txt2img_scripted-fox_") and written.is_file()
     assert done.stdout.splitlines()[-1] == "serve exited 0"
+
+
+def test_the_built_in_sandbox_takes_its_knobs_from_the_environment(tmp_path: Path) -> None:
+    from tests.helpers import run_cli
+
+    faulty = run_cli(
+        ["--sandbox", "txt2img", "fox", "-o", tmp_path, "--json"],
+        env={"VOLCCLI_SANDBOX_ERROR_RATE": "1", "VOLCCLI_SANDBOX_API_KEY": "env-key"},
+    )
+    assert faulty.exit_code == 7  # every request answered 50500, as the variable asked
+    assert "50500" in faulty.stderr and "env-key" not in faulty.stdout + faulty.stderr
+    bad = run_cli(
+        ["--sandbox", "txt2img", "fox", "-o", tmp_path], env={"VOLCCLI_SANDBOX_ERROR_RATE": "x"}
+    )
+    assert bad.exit_code == 3
+    assert bad.stderr.startswith("volccli: error: VOLCCLI_SANDBOX_ERROR_RATE: ")
+    assert bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -111,7 +111,19 @@ class Session:
         from .. import sandbox
         from ..config import Value
 
-        server = sandbox.Sandbox(sandbox.SandboxConfig(host="127.0.0.1", port=0))
+        try:
+            # Its knobs come from VOLCCLI_SANDBOX_* as for `sandbox serve`; it always
+            # listens on an ephemeral loopback port.
+            config = sandbox.SandboxConfig.from_env(host="127.0.0.1", port=0, allow_remote=False)
+        except ValueError as exc:
+            from ..errors import ConfigError
+
+            knob, _, problem = str(exc).partition(": ")
+            raise ConfigError(
+                f"VOLCCLI_SANDBOX_{knob.upper()}: {problem or exc}",
+                "fix or unset the variable (volccli sandbox serve --help lists the knobs)",
+            ) from None
+        server = sandbox.Sandbox(config)
         server.start()
         self.sandbox = server
         values = self.resolved.values
