@@ -156,6 +156,7 @@ CATALOGUE: dict[str, Bad] = {
         "-o",
         "out",
         config='[profiles.default]\nname = "a\\u0000b"\n',
+        code=CONFIG,
         words=("control character",),
     ),
     "name climbing out in the config": bad(
@@ -164,6 +165,7 @@ CATALOGUE: dict[str, Bad] = {
         "-o",
         "out",
         config="[profiles.default]\nname = '../up'\n",
+        code=CONFIG,
         words=("'..'",),
     ),
     # --- prompts, files, images, URLs ---

@@ -128,7 +128,8 @@ def test_malformed_toml_is_a_config_error_naming_the_file(home: Path, text: str)
 def test_bad_typed_value_in_env(home: Path) -> None:
     with pytest.raises(ConfigError) as info:
         resolve({}, env=env_for(home, VOLCCLI_TIMEOUT="soon"), home=home)
-    assert "timeout" in info.value.message and "'soon'" in info.value.message
+    assert info.value.message == "VOLCCLI_TIMEOUT=soon: timeout must be a number above 0"
+    assert info.value.exit_code == ExitCode.CONFIG
 
 
 # --- credentials --------------------------------------------------------------------------

@@ -85,14 +85,10 @@ def connect(
 ) -> Connection:
     """Build the Connection; raise ConfigError naming the variable and the command to fix it."""
     mode, why = choose_mode(resolved)
+    # resolve() has checked these against config.SETTINGS, naming the flag or the source.
     timeout = float(resolved.get("timeout"))
     connect_timeout = float(resolved.get("connect_timeout"))
     retries = int(resolved.get("retries"))
-    if timeout <= 0 or connect_timeout <= 0 or retries < 0:
-        raise InputError(
-            "--timeout must be above 0 and --retries at least 0",
-            "e.g. --timeout 120 --retries 3",
-        )
     if mode == "gateway":
         base_url = resolved.get("base_url")
         if not base_url:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .auth import SIGNATURE_VALIDITY_SECONDS, mask, utcnow
-from .config import Resolved, file_mode_problems
+from .config import BadSettings, Resolved, file_mode_problems
 from .connection import Connection, check_base_url, choose_mode, connect
 from .errors import (
     ApiRefusedError,
@@ -112,8 +112,13 @@ def fail(name: str, error: VolccliError, fix: str = "", exit_code: int | None = 
 def unresolved(error: VolccliError, path: Path) -> Report:
     """The settings could not be resolved at all (a malformed config, an unknown profile)."""
     report = Report()
-    # A bad flag value is a usage error (2); a malformed config or unknown profile is 3.
-    report.add(fail("config", error, exit_code=int(error.exit_code)))
+    if isinstance(error, BadSettings):
+        # Every bad value from the environment or the config file, one line each (exit 3).
+        for key, problem in error.problems.items():
+            report.add(fail(f"setting {key}", problem))
+    else:
+        # A bad flag value is a usage error (2); a malformed config or unknown profile is 3.
+        report.add(fail("config", error, exit_code=int(error.exit_code)))
     for problem in file_mode_problems(path):
         report.add(_permission_check(problem))
     return report

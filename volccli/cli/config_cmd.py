@@ -63,16 +63,17 @@ def _setting(key: str) -> Setting:
 
 
 def _check_value(setting: Setting, value: str) -> None:
-    """Refuse now a value that every later command would refuse (a usage error here)."""
+    """Refuse now a value that every later command would refuse (a usage error here):
+    its type, choices, bounds and format from config.SETTINGS, and a URL's shape."""
     from ..config import coerce
     from ..connection import check_base_url
 
-    try:
-        coerce(setting, value)
-        if setting.name in ("base_url", "endpoint"):
+    coerce(setting, value)
+    if setting.name in ("base_url", "endpoint"):
+        try:
             check_base_url(value, setting.name, "config set")
-    except ConfigError as error:
-        raise InputError(error.message, error.hint) from None
+        except ConfigError as error:
+            raise InputError(error.message, error.hint) from None
 
 
 @app.command("path")
@@ -163,6 +164,9 @@ def get_command(ctx: typer.Context, key: KeyArg, profile: ProfileOpt = None) -> 
             raise typer.Exit(1)
         typer.echo(resolved.shown(key))
         ui.note(f"from {resolved.source(key)}")
+        problem = resolved.problems.get(key)
+        if problem is not None:
+            ui.warn(f"{problem.message}; {problem.hint}")
 
 
 @app.command("show")
