@@ -302,22 +302,34 @@ def test_a_journalled_task_is_fetched_on_rerun_not_submitted_again(
     assert len(images_in(out)) == 1
 
 
-def test_a_journalled_task_that_expired_is_submitted_again_next_time(
-    box: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("lost", ["expired", "not_found"])
+def test_a_journalled_task_that_is_lost_is_submitted_again_at_once(
+    box: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str], lost: str
 ) -> None:
     box.configure(async_polls=4)
     jobs = write_jsonl(tmp_path / "jobs.jsonl", [{"command": "txt2img", "prompt": "lost"}])
     out = tmp_path / "out"
     args = ["batch", str(jobs), "-o", str(out), "--async", "--poll-interval", "0.05"]
     assert volccli(capsys, [*args, "--wait-timeout", "0.01"]).code == 9
-    box.configure(task_ttl=0)
-    expired = volccli(capsys, [*args, "--json"])
-    assert expired.code == 9
-    assert expired.records[0]["code"] == "expired"
-    box.configure(task_ttl=3600, async_polls=0)
-    fresh = volccli(capsys, [*args, "--json"])
-    assert fresh.code == 0, fresh.err
-    assert box.stats()["requests"]["CVSync2AsyncSubmitTask"]["ok"] == 2
+    if lost == "expired":
+        box.configure(task_ttl=0)
+    else:
+        box.reset()  # the tasks are gone, as with a --sandbox that has stopped
+    box.configure(async_polls=0)
+    submitted = box.stats()["requests"].get("CVSync2AsyncSubmitTask", {}).get("ok", 0)
+    again = volccli(capsys, [*args, "--json"])
+    note = f"submitted again: the task an earlier run submitted was {lost}"
+    assert again.records[0]["note"] == note
+    if lost == "expired":
+        # The resubmitted task expires too (the sandbox keeps none): failed, and forgotten,
+        # so the next run submits it afresh.
+        assert again.code == 9 and again.records[0]["code"] == "expired"
+        box.configure(task_ttl=3600)
+        again = volccli(capsys, [*args, "--json"])
+    assert again.code == 0, again.err
+    assert len(images_in(out)) == 1
+    resubmitted = box.stats()["requests"]["CVSync2AsyncSubmitTask"]["ok"] - submitted
+    assert resubmitted == (2 if lost == "expired" else 1)
 
 
 def test_options_after_task_get_apply(capsys: pytest.CaptureFixture[str]) -> None:

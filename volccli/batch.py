@@ -156,17 +156,16 @@ class Engine:
 
     def _one(self, item: BatchJob) -> Result:
         job = item.job
-        self.journal.start(
-            item.key, identity=job.identity, row=item.line, index=job.index, seed=job.seed
-        )
-        runner = self.fetcher if item.task_id else self.runner
-        outcome = runner.run(
-            job,
-            on_event=partial(self.reporter.event, item.key),
-            task_id=item.task_id,
-            on_task=partial(self.journal.task, item.key),
-        )
-        self._journal(item, outcome)
+        outcome = self._attempt(item, item.task_id)
+        note = "fetched the task an earlier run submitted" if item.task_id else ""
+        lost = outcome.error.code if outcome.error is not None else None
+        resubmit = outcome.status == "failed" and lost in LOST_TASK_CODES
+        if item.task_id and resubmit and not self.stop.is_set():
+            # The earlier run's task cannot be fetched any more (expired, or made by a
+            # --sandbox that has stopped): submitting it again is the only way to the
+            # image, so it happens now rather than on yet another run.
+            outcome = self._attempt(item, "")
+            note = f"submitted again: the task an earlier run submitted was {lost}"
         return Result(
             item.line,
             outcome.status,
@@ -180,8 +179,24 @@ class Engine:
             outcome.elapsed,
             len(outcome.retries) + outcome.reseeds,
             outcome.error,
-            note="fetched the task an earlier run submitted" if item.task_id else "",
+            note=note,
         )
+
+    def _attempt(self, item: BatchJob, task_id: str) -> Outcome:
+        """Run the job (or fetch its task), journalled from start to end."""
+        job = item.job
+        self.journal.start(
+            item.key, identity=job.identity, row=item.line, index=job.index, seed=job.seed
+        )
+        runner = self.fetcher if task_id else self.runner
+        outcome = runner.run(
+            job,
+            on_event=partial(self.reporter.event, item.key),
+            task_id=task_id,
+            on_task=partial(self.journal.task, item.key),
+        )
+        self._journal(item, outcome)
+        return outcome
 
     def _journal(self, item: BatchJob, outcome: Outcome) -> None:
         if outcome.status == "ok":
