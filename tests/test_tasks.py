@@ -337,3 +337,15 @@ def test_options_after_task_get_apply(capsys: pytest.CaptureFixture[str]) -> Non
     run = volccli(capsys, ["task", "get", TXT2IMG, "7418048504813240370", "--sandbox"])
     assert run.code == 4, run.err
     assert "was not found" in run.err and "credentials" not in run.err
+
+
+def test_under_sandbox_a_wait_timeout_does_not_point_at_task_wait(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The built-in sandbox stops with the command: `task wait` could never fetch the task.
+    monkeypatch.setenv("VOLCCLI_SANDBOX_ASYNC_POLLS", "50")
+    args = ["--sandbox", "txt2img", "far", "--async", "--poll-interval", "0.02"]
+    run = volccli(capsys, [*args, "--wait-timeout", "0.1", "-o", str(tmp_path)])
+    assert run.code == 7
+    assert "raise --wait-timeout" in run.err and "task wait" not in run.err
+    assert images_in(tmp_path) == []

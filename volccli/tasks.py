@@ -39,6 +39,9 @@ class PollPolicy:
             )
 
 
+WAIT_TIMEOUT = "wait_timeout"  # the code of a task still running at --wait-timeout
+
+
 class Left(Exception):
     """A batch is stopping: stop polling; the task id is journalled for the next run."""
 
@@ -139,6 +142,7 @@ def wait(
             raise NetworkError(
                 f"task {task_id} is still {status} after {policy.timeout:g}s",
                 f"wait longer with `volccli task wait {req_key} {task_id}`",
+                code=WAIT_TIMEOUT,
             )
         sleep(interval)
         interval = min(policy.max_interval, interval * policy.factor)

@@ -120,7 +120,7 @@ def execute(request: Request, options: dict[str, Any], session: Session, ui: UI)
     """Plan the jobs, then show them (--dry-run, --print-curl) or run them one by one."""
     from ..output import ensure_folder
     from ..runner import FilterPolicy, Runner, RunOptions, plan
-    from ..tasks import PollPolicy
+    from ..tasks import WAIT_TIMEOUT, PollPolicy
     from ..ui import event_printer
 
     jobs = plan(request)
@@ -148,7 +148,9 @@ def execute(request: Request, options: dict[str, Any], session: Session, ui: UI)
                     job, on_event=event_printer(ui, state), on_task=submitted.append
                 )
         except KeyboardInterrupt:
-            if submitted:  # the last one: a reseed's earlier tasks were answered
+            if submitted and session.sandbox is not None:
+                ui.plain(f"volccli: task {submitted[-1]} ends with the built-in sandbox")
+            elif submitted:  # the last one: a reseed's earlier tasks were answered
                 # Submitted means paid for: say how to collect it instead of paying again.
                 task_id = submitted[-1]
                 ui.plain(
@@ -156,6 +158,9 @@ def execute(request: Request, options: dict[str, Any], session: Session, ui: UI)
                     f"`volccli task wait {request.req_key} {task_id}`"
                 )
             raise
+        if outcome.error is not None and outcome.error.code == WAIT_TIMEOUT and session.sandbox:
+            # `task wait` could not reach it: the built-in sandbox stops with this run.
+            outcome.error.hint = "raise --wait-timeout (the built-in sandbox's tasks end with it)"
         written += report(outcome, options, ui)
         if outcome.error is not None and outcome.status == "failed":
             raise outcome.error
