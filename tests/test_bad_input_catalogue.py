@@ -93,7 +93,14 @@ CATALOGUE: dict[str, Bad] = {
         words=("--wait-timeout",),
     ),
     "--max-image-bytes -1": bad(
-        "edit", "good.png", "x", "-o", "out", "--max-image-bytes", "-1", words=("image limits",)
+        "edit",
+        "good.png",
+        "x",
+        "-o",
+        "out",
+        "--max-image-bytes",
+        "-1",
+        words=("--max-image-bytes must be at least 1",),
     ),
     "--composition diagonal": bad(
         "product-style",
@@ -301,7 +308,9 @@ CATALOGUE: dict[str, Bad] = {
     "batch --name climbing out": bad(
         "batch", ONE_ROW, "-o", "out", "--name", "../{seed}", words=("'..'",)
     ),
-    "batch -j 0": bad("batch", ONE_ROW, "-o", "out", "-j", "0", words=("--jobs 0",)),
+    "batch -j 0": bad(
+        "batch", ONE_ROW, "-o", "out", "-j", "0", words=("--jobs must be at least 1, not 0",)
+    ),
     "batch --format xml": bad(
         "batch", ONE_ROW, "-o", "out", "--format", "xml", words=("--format 'xml'",)
     ),

@@ -206,8 +206,8 @@ FLAGS = [
     (["--timeout", "0"], "--timeout must be above 0, not 0"),
     (["--retries", "-1"], "--retries must be at least 0, not -1"),
     (["--auth", "magic"], "--auth 'magic' is not one of gateway, official"),
-    (["-j", "0"], "--jobs 0 must be at least 1"),
-    (["--qps", "-1"], "--qps -1 must be 0 (no limit) or more"),
+    (["-j", "0"], "--jobs must be at least 1, not 0"),
+    (["--qps", "-1"], "--qps must be at least 0 (0 = no limit), not -1"),
     (["--max-aspect", "0.5"], "--max-aspect"),
     (["--name", "{bogus}"], "--name has an unknown token {bogus}"),
 ]

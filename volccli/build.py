@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import Resolved
+from .config import SETTINGS, Resolved
 from .errors import InputError
 from .images import (
     DEFAULT_MAX_ASPECT,
@@ -30,7 +30,7 @@ from .output import DEFAULT_TEMPLATE, OutputSpec, check_template, per_image_toke
 from .payload import Inputs, parse_control, parse_set
 from .runner import Request
 
-ON_EXISTS = ("suffix", "skip", "overwrite", "fail")
+ON_EXISTS = SETTINGS["on_exists"].choices
 TEXT_FIELDS = ("prompt", "positive_prompt", "negative_prompt")
 
 
@@ -111,9 +111,7 @@ def read_json_object(
 
 def image_limits(options: Mapping[str, Any], resolved: Resolved) -> ImageLimits:
     def pick(name: str, default: Any) -> Any:
-        value = options.get(name)
-        if value is None:
-            value = resolved.get(name)
+        value = resolved.pick(name, options.get(name))  # a flag checked as the setting is
         return default if value is None else value
 
     limits = ImageLimits(
@@ -123,11 +121,6 @@ def image_limits(options: Mapping[str, Any], resolved: Resolved) -> ImageLimits:
         convert=not options.get("no_convert", False),
         fit=bool(options.get("fit", False)),
     )
-    if limits.max_bytes <= 0 or limits.max_side <= 0 or limits.max_aspect < 1:
-        raise InputError(
-            "image limits must be positive and --max-aspect at least 1",
-            "e.g. --max-image-bytes 10000000 --max-image-side 4096 --max-aspect 3",
-        )
     return limits
 
 

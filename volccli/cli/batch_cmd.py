@@ -180,12 +180,8 @@ def _run(options: dict[str, Any], session: Session, ui: UI) -> int:
     from ..runner import FilterPolicy
     from ..tasks import PollPolicy
 
-    workers = int(_setting(options, session, "jobs"))
-    qps = float(_setting(options, session, "qps"))
-    if workers < 1:
-        raise InputError(f"--jobs {workers} must be at least 1", "e.g. -j 4")
-    if qps < 0:
-        raise InputError(f"--qps {qps:g} must be 0 (no limit) or more", "e.g. --qps 2")
+    workers = int(session.resolved.pick("jobs", options.get("jobs")))
+    qps = float(session.resolved.pick("qps", options.get("qps")))
     # Checked now: the runners are made only after the journal is created.
     PollPolicy(options["poll_interval"], timeout=options["wait_timeout"])
     FilterPolicy.parse(options["on_filtered"])
