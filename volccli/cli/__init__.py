@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
 
@@ -46,8 +46,10 @@ app = typer.Typer(
     help="Volcengine visual (CV) image API from the command line: generate, edit, outpaint, "
     "style products and guide with ControlNet; batch, resume, and test offline with --sandbox.",
     epilog="Display and connection options (-v, -q, --no-color, --sandbox, --profile, --auth, "
-    "--base-url, --endpoint, --region, --timeout, --retries, --retry-server-errors) work before "
-    "or after the command; `volccli COMMAND --help` lists them.",
+    "--base-url, --endpoint, --region, --timeout, --retries, --retry-server-errors) go before "
+    "the command (volccli --sandbox txt2img …) or, for the commands whose --help lists them "
+    "(the generation commands, batch, rerun, inspect, task get/wait/cancel, history and "
+    "doctor), after it.",
     no_args_is_help=True,
     add_completion=False,  # `volccli completion SHELL` prints the scripts instead
     pretty_exceptions_show_locals=False,  # locals hold keys and megabytes of base64
@@ -73,7 +75,7 @@ def root(
     ] = False,
     **options: Any,
 ) -> None:
-    """Display and connection options apply to the command; they may also follow it."""
+    """Display and connection options here apply to every command."""
     ctx.obj = Globals({k: v for k, v in options.items() if v is not None})
 
 
@@ -154,16 +156,37 @@ def _terminate_like_ctrl_c() -> Callable[[], None]:
 def _report_usage_error(exc: BaseException, args: Sequence[str]) -> int:
     """Click's usage errors, as one line instead of a panel."""
     ctx = getattr(exc, "ctx", None)
-    if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
-        typer.echo(ctx.get_help())
-        return 0
     message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        # A group run without its command: the help is the answer, not an error. Its
+        # message is the help text, or "" when rich printed the help already (while the
+        # error was made); echoed as --help echoes it, so both print the same.
+        typer.echo(message)
+        return 0
+    # Choice and parser errors come through pydantic, which prefixes its own wording.
+    message = message.replace(": Value error, ", ": ")
     where = ctx.command_path if ctx is not None else "volccli"
     if ctx is None or ctx.parent is None:
         # Some option errors carry no context, or the root's: name the command typed.
         command = next((arg for arg in args if not arg.startswith("-")), "")
         if command in getattr(app.info.cls, "lazy", {}):
             where = f"volccli {command}"
-    text = " ".join(f"volccli: error: {message.rstrip('.')}; see '{where} --help'".split())
+    hint = f"see '{where} --help'"
+    name = getattr(exc, "option_name", None)
+    takes_value = _global_option_takes_value(name)
+    if takes_value is not None and where != "volccli":
+        # A display or connection option after a command that does not take it there.
+        value = " …" if takes_value else ""
+        rest = where.split(" ", 1)[1]
+        hint = f"put it before the command: volccli {name}{value} {rest} …"
+    text = " ".join(f"volccli: error: {message.rstrip('.')}; {hint}".split())
     sys.stderr.write(text + "\n")
     return int(getattr(exc, "exit_code", ExitCode.USAGE) or ExitCode.USAGE)
+
+
+def _global_option_takes_value(name: object) -> bool | None:
+    """Whether a display or connection option takes a value; None for any other name."""
+    for opt in GLOBAL_OPTS:
+        if name in opt.decls:
+            return bool not in (opt.type, *get_args(opt.type))
+    return None

@@ -25,8 +25,32 @@ class Shell(str, Enum):
     fish = "fish"
 
 
+# Typer's bash script puts the answers into COMPREPLY as they are, so accepting a value
+# with spaces ("Top Left Light") breaks the command line into several words. This one
+# escapes each answer as one word, unless the word being completed opens a quote (then
+# readline closes the quote itself and an escape would be taken literally). Answers are
+# read line by line, so none is expanded as a glob; an empty line (no answer) is
+# skipped, which leaves COMPREPLY empty and bash completing file names.
+BASH_SCRIPT = r"""_volccli_completion() {
+    local cur=${COMP_WORDS[COMP_CWORD]} reply
+    COMPREPLY=()
+    while IFS= read -r reply; do
+        [[ -n $reply ]] || continue
+        [[ $cur == [\"\']* ]] || printf -v reply %%q "$reply"
+        COMPREPLY+=("$reply")
+    done < <(env COMP_WORDS="${COMP_WORDS[*]}" COMP_CWORD="$COMP_CWORD" \
+        %(var)s=complete_bash "$1")
+    return 0
+}
+
+complete -o default -F _volccli_completion %(prog)s
+"""
+
+
 def script(shell: str) -> str:
     """The completion script for ``shell``, ending with a newline."""
+    if shell == "bash":
+        return BASH_SCRIPT % {"var": COMPLETE_VAR, "prog": PROG_NAME}
     from typer.completion import get_completion_script
 
     text = get_completion_script(prog_name=PROG_NAME, complete_var=COMPLETE_VAR, shell=shell)

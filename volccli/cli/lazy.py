@@ -22,7 +22,7 @@ from typer.main import (
 )
 from typer.models import CommandInfo, DefaultPlaceholder, TyperInfo
 
-from .fastparams import install_tree
+from . import fastparams
 
 
 class LazyCommand(NamedTuple):
@@ -52,7 +52,7 @@ class LazyGroup(TyperGroup):
             for spec in self.lazy.values()
         }
         self.commands = {**stand_ins, **self.commands}
-        install_tree(self)
+        finish_tree(self)
 
     def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:  # type: ignore[override]  # Click's Context
         spec = self.lazy.get(cmd_name)
@@ -72,7 +72,7 @@ class LazyGroup(TyperGroup):
                 pretty_exceptions_short=True,
                 rich_markup_mode=self.rich_markup_mode,
             )
-        install_tree(command)
+        finish_tree(command)
         self.commands[cmd_name] = command
         self._built.add(cmd_name)
         return command
@@ -83,6 +83,42 @@ class LazyGroup(TyperGroup):
             super().format_help(ctx, formatter)
         finally:
             self._listing = False
+
+
+def finish_tree(command: Any) -> None:
+    """What every command gets once built: fast coercion, and flags shown as flags."""
+    fastparams.install_tree(command)
+    _flags_untyped(command)
+
+
+def _flags_untyped(command: Any) -> None:
+    """Show boolean flags in help without a type, as Typer did before 0.29.
+
+    Typer 0.29 labels every option with its type, flags included (`--json <bool>`),
+    which reads as if they took a value. An empty metavar leaves that column blank;
+    options that take a value keep theirs. The help option is made on first use, so it
+    is treated then (like the fast coercion in fastparams.install_tree).
+    """
+    for param in getattr(command, "params", ()):
+        _untype(param)
+    make_help = getattr(command, "get_help_option", None)
+    if make_help is not None and not getattr(make_help, "untyped", False):
+
+        def get_help_option(ctx: Any) -> Any:
+            option = make_help(ctx)
+            if option is not None:
+                _untype(option)
+            return option
+
+        get_help_option.untyped = True  # type: ignore[attr-defined]
+        command.get_help_option = get_help_option
+    for sub in getattr(command, "commands", {}).values():
+        _flags_untyped(sub)
+
+
+def _untype(param: Any) -> None:
+    if getattr(param, "is_flag", False) and not param.count and param.metavar is None:
+        param.metavar = ""
 
 
 def lazy_group(commands: list[LazyCommand]) -> type[LazyGroup]:

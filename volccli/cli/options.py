@@ -38,16 +38,21 @@ def parameter(
     default: Any = None,
     metavar: str = "",
     argument: bool = False,
-    complete: Sequence[str] = (),
+    complete: Sequence[str] | Callable[[str], list[str]] = (),
     hidden: bool = False,
 ) -> inspect.Parameter:
+    """A Typer parameter; ``complete`` is what the shells offer for its value: fixed
+    choices, or a function of the word typed so far."""
     # Help is rendered as rich markup: escape brackets so "[default: 3]" stays visible.
     help = help.replace("[", "\\[")
     extra: dict[str, Any] = {}
     if metavar:
         extra["metavar"] = metavar
-    if complete:
-        extra["autocompletion"] = _completer(tuple(complete))
+    if callable(complete):
+        extra["autocompletion"] = complete
+    elif complete:
+        fixed = tuple(complete)
+        extra["autocompletion"] = _completer(lambda: fixed)
     if panel:
         extra["rich_help_panel"] = panel
     if hidden:
@@ -64,9 +69,9 @@ def parameter(
     )
 
 
-def _completer(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
+def _completer(choices: Callable[[], Sequence[str]]) -> Callable[[str], list[str]]:
     def complete(incomplete: str) -> list[str]:
-        return [choice for choice in choices if choice.startswith(incomplete)]
+        return [choice for choice in choices() if choice.startswith(incomplete)]
 
     return complete
 
@@ -128,6 +133,7 @@ def slot_parameter(slot: ImageSlot) -> inspect.Parameter:
 
 
 def opt_parameter(opt: Opt, *, hidden: bool = False, panel: str | None = None) -> inspect.Parameter:
+    may_have_choices = bool(opt.setting or "|" in opt.metavar)
     return parameter(
         opt.param,
         opt.type,
@@ -136,8 +142,28 @@ def opt_parameter(opt: Opt, *, hidden: bool = False, panel: str | None = None) -
         panel=opt.panel if panel is None else panel,
         default=opt.default,
         metavar=opt.metavar,
+        # Looked up when a shell asks, not when the command is built (settings import
+        # the config module, which --help does without).
+        complete=_completer(lambda: opt_choices(opt)) if may_have_choices else (),
         hidden=hidden,
     )
+
+
+def opt_choices(opt: Opt) -> tuple[str, ...]:
+    """The values an option takes when they are a fixed set, else ().
+
+    Those of the setting it overrides (one list for the flag and the config file), else
+    those its metavar spells out (``jsonl|csv``), so that what the help shows completes.
+    """
+    if opt.setting:
+        from ..config import SETTINGS  # not at the top: only completion needs it
+
+        setting = SETTINGS.get(opt.setting)
+        if setting is not None and setting.choices:
+            return tuple(setting.choices)
+    if "|" in opt.metavar:
+        return tuple(opt.metavar.split("|"))
+    return ()
 
 
 OUTPUT = "Output"
