@@ -133,7 +133,9 @@ def reference_markdown() -> str:
         "### Global options",
         "",
         "Display and connection options go before the command (`volccli --sandbox "
-        "txt2img …`) or, for the generation commands and `doctor`, after it.",
+        "txt2img …`) or, for the commands whose options list them (the generation "
+        "commands, `batch`, `rerun`, `inspect`, `task get/wait/cancel`, `history` and "
+        "`doctor`), after it.",
         "",
     ]
     lines += options_table([(declaration(p, ctx), param_help(p)) for p in params(root, ctx)])
