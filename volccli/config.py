@@ -1,14 +1,14 @@
-"""Settings, profiles and credential sources, each value tagged with where it came from.
+"""Where volccli keeps its files, reading and writing config.toml, and resolving every
+setting to a value tagged with where it came from.
 
 Precedence: flag > environment (VOLCCLI_*) > profile in config.toml > the Volcengine
 tools' own conventions (VOLC_ACCESSKEY/VOLC_SECRETKEY, VOLCENGINE_*, ~/.volc/credentials,
 ~/.volc/config, ~/.volcengine/config.json) > built-in default. An access key, its secret
 key and session token always come from the same source: mixing halves of two key pairs
-can only fail.
+can only fail. The settings table and its checks are in settings.py; reading the
+Volcengine tools' files is volcengine_credentials.py's job.
 """
 
-import json
-import math
 import os
 import stat
 import sys
@@ -17,8 +17,58 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
-from .auth import DEFAULT_REGION, mask
-from .errors import ConfigError, InputError
+from .auth import mask
+from .errors import ConfigError
+
+# Re-exported: the settings table and its checks, and the Volcengine tools' credentials,
+# used to be defined here and are imported from here across the package and its tests.
+from .settings import (
+    CREDENTIAL_KEYS,
+    DEFAULT_ENDPOINT,
+    DEFAULT_PROFILE,
+    SETTINGS,
+    BadValue,
+    Bounds,
+    Setting,
+    check,
+    coerce,
+    env_error,
+    file_error,
+    flag_error,
+    set_error,
+)
+from .volcengine_credentials import CredentialSet, volcengine_credentials
+
+__all__ = [
+    "CONFIG_FILE",
+    "CREDENTIAL_KEYS",
+    "DEFAULT_ENDPOINT",
+    "DEFAULT_PROFILE",
+    "SETTINGS",
+    "BadSettings",
+    "BadValue",
+    "Bounds",
+    "CredentialSet",
+    "Resolved",
+    "Setting",
+    "Value",
+    "check",
+    "coerce",
+    "config_dir",
+    "config_path",
+    "data_dir",
+    "env_error",
+    "file_error",
+    "file_mode_problems",
+    "flag_error",
+    "read_config",
+    "resolve",
+    "set_error",
+    "set_value",
+    "unset_value",
+    "volcengine_credentials",
+    "write_config",
+]
 
 
 def _tomllib() -> Any:
@@ -30,143 +80,7 @@ def _tomllib() -> Any:
     return tomllib
 
 
-DEFAULT_PROFILE: Final = "default"
-DEFAULT_ENDPOINT: Final = "https://visual.volcengineapi.com"
 CONFIG_FILE: Final = "config.toml"
-
-
-class Bounds(NamedTuple):
-    """The numbers a setting allows: at least ``low``, or above it when ``strict``."""
-
-    low: float
-    strict: bool = False
-    note: str = ""
-
-    def allows(self, value: float) -> bool:
-        return value > self.low if self.strict else value >= self.low
-
-    def describe(self) -> str:
-        text = f"{'above' if self.strict else 'at least'} {self.low:g}"
-        return f"{text} ({self.note})" if self.note else text
-
-
-class BadValue(ValueError):
-    """What is wrong with a value, phrased to follow its name ("must be above 0"),
-    and, when the problem does not already say it, what would be right."""
-
-    def __init__(self, problem: str, fix: str = "") -> None:
-        super().__init__(problem)
-        self.problem = problem
-        self.fix = fix
-
-
-def _check_template(value: str) -> None:
-    # output.py knows the tokens; imported here, once there is a template to check.
-    from .output import check_template
-
-    try:
-        check_template(value)
-    except InputError as error:
-        # Its messages name --name; the caller names the flag or the setting instead.
-        problem = error.message.removeprefix("--name ").removeprefix(f"{value!r} ")
-        raise BadValue(problem, error.hint) from None
-
-
-def _check_folder(value: str) -> None:
-    if value == "-":
-        raise BadValue(
-            "is stdout, not a folder",
-            "give a folder (`-o -` writes one image to stdout for a single command)",
-        )
-
-
-class Setting(NamedTuple):
-    name: str
-    type: type
-    help: str
-    default: Any = None
-    secret: bool = False
-    choices: tuple[str, ...] = ()
-    bounds: Bounds | None = None
-    # A format check beyond type, choices and bounds; raises BadValue.
-    check: Callable[[Any], None] | None = None
-
-    @property
-    def env(self) -> str:
-        return f"VOLCCLI_{self.name.upper()}"
-
-    @property
-    def flag(self) -> str:
-        return f"--{self.name.replace('_', '-')}"
-
-    @property
-    def example(self) -> str:
-        """A valid value for messages: the default, else the first choice."""
-        value = self.default if self.default is not None else next(iter(self.choices), None)
-        if value is None:
-            return ""
-        return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-# The one place the valid values of each setting are written down: config set, every
-# source that resolve() reads, the commands' flags and doctor all check against it.
-SETTINGS: Final[dict[str, Setting]] = {
-    s.name: s
-    for s in (
-        Setting(
-            "auth",
-            str,
-            "How to reach the API: gateway (Bearer key) or official (AK/SK).",
-            choices=("gateway", "official"),
-        ),
-        Setting("base_url", str, "Gateway base URL, e.g. https://relay.example.com."),
-        Setting("api_key", str, "Gateway API key.", secret=True),
-        Setting("endpoint", str, "Official endpoint.", DEFAULT_ENDPOINT),
-        Setting("region", str, "Signing region.", DEFAULT_REGION),
-        Setting("access_key", str, "Volcengine access key id (AK)."),
-        Setting("secret_key", str, "Volcengine secret access key (SK).", secret=True),
-        Setting("session_token", str, "STS session token for temporary keys.", secret=True),
-        Setting("timeout", float, "Read timeout in seconds.", 120.0, bounds=Bounds(0, strict=True)),
-        Setting(
-            "connect_timeout",
-            float,
-            "Connect timeout in seconds.",
-            10.0,
-            bounds=Bounds(0, strict=True),
-        ),
-        Setting(
-            "retries", int, "Retries for rate limits and unsent requests.", 3, bounds=Bounds(0)
-        ),
-        Setting(
-            "qps",
-            float,
-            "Client-side request rate limit (requests per second).",
-            5.0,
-            bounds=Bounds(0, note="0 = no limit"),
-        ),
-        Setting("jobs", int, "Requests in flight at once in a batch.", 4, bounds=Bounds(1)),
-        Setting("output_dir", str, "Default output folder.", ".", check=_check_folder),
-        Setting("name", str, "Default file name template.", check=_check_template),
-        Setting(
-            "on_exists",
-            str,
-            "What to do when a file exists.",
-            "suffix",
-            choices=("suffix", "skip", "overwrite", "fail"),
-        ),
-        Setting(
-            "outpaint_prompt_field",
-            str,
-            "Body field for the outpaint prompt.",
-            "both",
-            choices=("prompt", "custom_prompt", "both"),
-        ),
-        Setting("max_image_bytes", int, "Input image size limit in bytes.", bounds=Bounds(1)),
-        Setting("max_image_side", int, "Input image side limit in pixels.", bounds=Bounds(1)),
-        Setting("max_aspect", float, "Input image long/short side limit.", bounds=Bounds(1)),
-    )
-}
-CREDENTIAL_KEYS: Final = ("access_key", "secret_key", "session_token")
 
 
 class Value(NamedTuple):
@@ -251,117 +165,6 @@ def write_config(path: Path, data: Mapping[str, Any]) -> None:
     os.chmod(path, 0o600)
 
 
-_KINDS: Final = {int: "a whole number", float: "a number", str: "text"}
-
-
-def _typed(setting: Setting, raw: Any) -> Any:
-    """``raw`` (text from argv or the environment, or a TOML value) as the setting's type."""
-    kind = _KINDS.get(setting.type, setting.type.__name__)
-    wanted = f"must be {kind}"
-    if setting.bounds is not None:
-        wanted += f"{'' if setting.bounds.strict else ' of'} {setting.bounds.describe()}"
-    # TOML's true would pass int(); a list would pass str(): neither is meant.
-    if isinstance(raw, (bool, list, dict)):
-        raise BadValue(wanted)
-    if setting.type is str:
-        return str(raw)
-    if setting.type is int and isinstance(raw, float) and not raw.is_integer():
-        raise BadValue(wanted)  # int() would silently drop the fraction
-    try:
-        value = setting.type(raw.strip() if isinstance(raw, str) else raw)
-    except (TypeError, ValueError):
-        raise BadValue(wanted) from None
-    if isinstance(value, float) and not math.isfinite(value):
-        raise BadValue(wanted)
-    return value
-
-
-def check(setting: Setting, raw: Any) -> Any:
-    """``raw`` converted to the setting's type and checked against its choices, bounds
-    and format; BadValue says what is wrong."""
-    value = _typed(setting, raw)
-    if setting.choices and value not in setting.choices:
-        raise BadValue(f"is not one of {', '.join(setting.choices)}")
-    if setting.bounds is not None and not setting.bounds.allows(value):
-        raise BadValue(f"must be {setting.bounds.describe()}")
-    if setting.check is not None:
-        setting.check(value)
-    return value
-
-
-def _shown(setting: Setting, raw: Any) -> str:
-    if isinstance(raw, float):
-        return f"{raw:g}"
-    return repr(raw) if setting.type is str else str(raw)
-
-
-def _toml(raw: Any) -> str:
-    """A value as it is written in the config file."""
-    if isinstance(raw, bool):
-        return str(raw).lower()
-    return repr(raw) if isinstance(raw, str) else str(raw)
-
-
-def _sentence(subject: str, shown: str, problem: str) -> str:
-    """ "--jobs must be at least 1, not 0", or "--auth 'magic' is not one of …"."""
-    if problem.startswith("must "):
-        return f"{subject} {problem}, not {shown}"
-    return f"{subject} {shown} {problem}"
-
-
-def flag_error(setting: Setting, flag: str, raw: Any, bad: BadValue) -> InputError:
-    """A bad value typed on the command line is a usage error (exit 2) naming the flag."""
-    example = f"e.g. {flag} {setting.example}" if setting.example else ""
-    return InputError(_sentence(flag, _shown(setting, raw), bad.problem), bad.fix or example)
-
-
-def set_error(setting: Setting, raw: Any, bad: BadValue) -> InputError:
-    """`config set KEY VALUE` with a bad value: a usage error naming the key and value,
-    written as the file would hold it (``timeout = 0``, ``timeout = 'soon'``)."""
-    try:
-        stored = _toml(_typed(setting, raw))
-    except BadValue:
-        stored = _toml(raw)
-    example = f"e.g. `volccli config set {setting.name} {setting.example}`"
-    hint = bad.fix or (example if setting.example else "")
-    return InputError(f"{setting.name} = {stored}: {setting.name} {bad.problem}", hint)
-
-
-def env_error(setting: Setting, raw: str, bad: BadValue) -> ConfigError:
-    """A bad value in a VOLCCLI_* variable: a configuration error naming the variable."""
-    if bad.fix:
-        hint = f"{bad.fix}; or unset {setting.env}"
-    elif setting.example:
-        hint = f"set {setting.env} to e.g. {setting.example}, or unset it"
-    else:
-        hint = f"fix {setting.env} or unset it"
-    return ConfigError(f"{setting.env}={raw}: {setting.name} {bad.problem}", hint)
-
-
-def file_error(setting: Setting, raw: Any, bad: BadValue, path: Path, profile: str) -> ConfigError:
-    """A bad value in config.toml: a configuration error naming the file and profile."""
-    option = "" if profile == DEFAULT_PROFILE else f" --profile {profile}"
-    unset = f"`volccli config unset{option} {setting.name}`"
-    if bad.fix:
-        hint = f"{bad.fix}; or run {unset}"
-    else:
-        value = setting.example or "VALUE"
-        hint = f"run `volccli config set{option} {setting.name} {value}` or {unset}"
-    return ConfigError(
-        f"{setting.name} = {_toml(raw)} in {path} [profiles.{profile}]: "
-        f"{setting.name} {bad.problem}",
-        hint,
-    )
-
-
-def coerce(setting: Setting, raw: Any) -> Any:
-    """``raw`` as a valid value of the setting; InputError (as for `config set`) if not."""
-    try:
-        return check(setting, raw)
-    except BadValue as bad:
-        raise set_error(setting, raw, bad) from None
-
-
 def set_value(path: Path, profile: str, key: str, value: Any) -> None:
     setting = SETTINGS.get(key)
     if setting is None:
@@ -380,110 +183,6 @@ def unset_value(path: Path, profile: str, key: str) -> bool:
     del section[key]
     write_config(path, data)
     return True
-
-
-# --- the Volcengine tools' own conventions --------------------------------------------
-
-
-@dataclass
-class CredentialSet:
-    access_key: str
-    secret_key: str
-    session_token: str
-    source: str
-    region: str = ""
-
-
-def volcengine_credentials(
-    env: Mapping[str, str], home: Path, notes: list[str]
-) -> CredentialSet | None:
-    """The first complete key pair among the conventions of the Volcengine SDKs and CLI."""
-    for ak_var, sk_var, token_var in (
-        ("VOLC_ACCESSKEY", "VOLC_SECRETKEY", ""),
-        ("VOLCENGINE_ACCESS_KEY", "VOLCENGINE_SECRET_KEY", "VOLCENGINE_SESSION_TOKEN"),
-    ):
-        if env.get(ak_var) or env.get(sk_var):
-            if not (env.get(ak_var) and env.get(sk_var)):
-                notes.append(f"{ak_var} and {sk_var} must both be set; ignoring them")
-                continue
-            return CredentialSet(
-                env[ak_var],
-                env[sk_var],
-                env.get(token_var, "") if token_var else "",
-                f"env {ak_var}/{sk_var}",
-                env.get("VOLCENGINE_REGION", ""),
-            )
-    for reader in (_volc_credentials_file, _volc_config_file, _volcengine_config_json):
-        found = reader(env, home, notes)
-        if found:
-            return found
-    return None
-
-
-def _volc_credentials_file(
-    env: Mapping[str, str], home: Path, notes: list[str]
-) -> CredentialSet | None:
-    path = home / ".volc" / "credentials"
-    if not path.exists():
-        return None
-    import configparser  # here: only for this file, which few people have
-
-    parser = configparser.ConfigParser()
-    try:
-        parser.read_string(path.read_text(encoding="utf-8"))
-        section = parser["default"]
-        return CredentialSet(
-            section["access_key_id"],
-            section["secret_access_key"],
-            section.get("session_token", ""),
-            f"file {path}",
-        )
-    except (OSError, UnicodeDecodeError) as exc:
-        notes.append(f"cannot read {path} ({exc}); fix its permissions")
-    except (configparser.Error, KeyError) as exc:
-        notes.append(f"{path} has no [default] access_key_id/secret_access_key ({exc})")
-    return None
-
-
-def _volc_config_file(env: Mapping[str, str], home: Path, notes: list[str]) -> CredentialSet | None:
-    path = home / ".volc" / "config"
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return CredentialSet(data["ak"], data["sk"], data.get("session_token", ""), f"file {path}")
-    except (OSError, UnicodeDecodeError) as exc:
-        notes.append(f"cannot read {path} ({exc}); fix its permissions")
-    except (ValueError, KeyError, TypeError):
-        notes.append(f'{path} is not JSON with "ak" and "sk"')
-    return None
-
-
-def _volcengine_config_json(
-    env: Mapping[str, str], home: Path, notes: list[str]
-) -> CredentialSet | None:
-    path = home / ".volcengine" / "config.json"
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        name = env.get("VOLCENGINE_PROFILE") or data.get("current", "")
-        profile = data["profiles"][name]
-        if not (profile.get("access-key") and profile.get("secret-key")):
-            notes.append(f"{path} profile {name!r} has no access-key/secret-key")
-            return None
-        return CredentialSet(
-            profile["access-key"],
-            profile["secret-key"],
-            profile.get("session-token", ""),
-            f"file {path} (profile {name!r})",
-            profile.get("region", ""),
-        )
-    except (OSError, UnicodeDecodeError) as exc:
-        notes.append(f"cannot read {path} ({exc}); fix its permissions")
-    except (ValueError, KeyError, TypeError):
-        notes.append(f"{path} has no usable current profile")
-    return None
 
 
 # --- resolution ---------------------------------------------------------------------
