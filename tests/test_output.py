@@ -304,3 +304,13 @@ def test_write_temp_leaves_nothing_when_interrupted_mid_write(
     with pytest.raises(KeyboardInterrupt):
         output.write_temp(tmp_path, b"half an image")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_long_name_is_cut_to_fit_a_file_system_name_in_bytes(tmp_path: Path) -> None:
+    # 300 CJK characters are 900 bytes: a file system allows 255 per name.
+    name = render_name("长" * 300 + "/" + "a" * 300, {})
+    folder, file = name.split("/")
+    assert folder == "长" * 66 and len(folder.encode()) == 198
+    assert file == "a" * 200
+    placed = place(write_temp(tmp_path, b"x"), target_for(tmp_path, name, ".png"), "suffix")
+    assert placed is not None and placed.read_bytes() == b"x"

@@ -44,6 +44,7 @@ RESPONSE_TOKENS: Final = frozenset({"request_id", "n"})
 PER_IMAGE_TOKENS: Final = frozenset({"seed", "index", "hash", "request_id"})
 SLUG_DEFAULT_CHARS: Final = 48
 SLUG_MAX_BYTES: Final = 120
+NAME_PART_MAX_BYTES: Final = 200
 SIDECAR_SUFFIX: Final = ".json"
 RECIPE_SCHEMA_FAMILY: Final = "volccli.recipe/"  # recipe.SCHEMA is this plus its version
 _SUFFIX_LIMIT = 10_000
@@ -115,10 +116,12 @@ def slug(text: str, max_chars: int = SLUG_DEFAULT_CHARS) -> str:
     """A file-name-safe form of free text; keeps letters of every script (CJK included)."""
     text = unicodedata.normalize("NFKC", text)
     text = re.sub(r"[^\w]+", "-", text, flags=re.UNICODE).strip("-_").lower()
-    text = text[:max_chars].rstrip("-_")
-    while len(text.encode()) > SLUG_MAX_BYTES:
-        text = text[:-1]
-    return text.rstrip("-_")
+    return fit_bytes(text[:max_chars].rstrip("-_"), SLUG_MAX_BYTES).rstrip("-_")
+
+
+def fit_bytes(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8, never inside a character."""
+    return text.encode()[:limit].decode("utf-8", "ignore")
 
 
 def _safe_component(value: str) -> str:
@@ -148,7 +151,9 @@ def render_name(template: str, values: Mapping[str, object], now: datetime | Non
     for part in re.split(r"[/\\]", name):
         part = re.sub(r"([_\-. ])[_\-. ]+", r"\1", part).strip("_-. ")
         if part:
-            parts.append(part[:200])
+            # File systems allow 255 bytes per name: room for the extension, a -N
+            # suffix and the sidecar's .json.
+            parts.append(fit_bytes(part, NAME_PART_MAX_BYTES).rstrip("_-. ") or "_")
     if not parts:
         return "image"
     return "/".join(parts)

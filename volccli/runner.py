@@ -36,6 +36,9 @@ from .results import RawResult, decode_base64, download, returned_images
 from .tasks import Left, PollPolicy, split_body, submit, wait
 
 Status = Literal["ok", "skipped", "filtered", "failed", "left"]
+# The most images one command (or one batch row) asks for: each is a request, planned up
+# front, and the count is usually a typo or a missing unit beyond this.
+MAX_COUNT = 10_000
 PROMPT_FIELDS = ("prompt", "positive_prompt", "custom_prompt")
 
 
@@ -82,6 +85,11 @@ def plan(request: Request, rng: random.Random | None = None) -> list[Job]:
     """
     if request.count < 1:
         raise InputError(f"-n/--count {request.count} must be at least 1", "use -n 1 or more")
+    if request.count > MAX_COUNT:
+        raise InputError(
+            f"-n/--count {request.count} is above {MAX_COUNT:,}, the most images one command makes",
+            "run several commands, or a batch file with a count per row",
+        )
     rng = rng or random.SystemRandom()
     values = field_values(request.kind, request.values, validate=request.validate)
     template = build_body(
@@ -94,6 +102,19 @@ def plan(request: Request, rng: random.Random | None = None) -> list[Job]:
         validate=request.validate,
     )
     asked = template.get("seed")
+    if (
+        request.validate
+        and isinstance(asked, int)
+        and not isinstance(asked, bool)
+        and asked + request.count - 1 > SEED_MAX
+    ):
+        # A fixed seed counts up by one per image: the last ones would be refused, after
+        # the first ones were paid for.
+        raise InputError(
+            f"--seed {asked} with -n {request.count} would send seeds up to "
+            f"{asked + request.count - 1}, above the largest seed {SEED_MAX}",
+            f"use a seed of at most {SEED_MAX - request.count + 1}, or -1 for random seeds",
+        )
     drawn: set[int] = set()
     jobs = []
     for index in range(request.count):
@@ -421,15 +442,25 @@ class Runner:
                     shutil.copyfileobj(handle, sys.stdout.buffer)
                 sys.stdout.buffer.flush()
                 return Written(None, sha, width, height, fmt, size)
-            values = {**name_values(job), "seed": outcome.seed,
-                      "request_id": outcome.request_id, "n": raw.index}
+            values = {
+                **name_values(job),
+                "seed": outcome.seed,
+                "request_id": outcome.request_id,
+                "n": raw.index,
+            }
             target = output.target_for(spec.folder, output.render_name(spec.template, values), ext)
             placed = output.place(tmp, target, spec.on_exists)
         finally:
             tmp.unlink(missing_ok=True)
         if placed is not None and spec.sidecar:
-            file_info = {"name": placed.name, "sha256": sha, "width": width, "height": height,
-                         "format": fmt, "bytes": size}
+            file_info = {
+                "name": placed.name,
+                "sha256": sha,
+                "width": width,
+                "height": height,
+                "format": fmt,
+                "bytes": size,
+            }
             output.write_text_atomic(
                 output.sidecar_path(placed), _dumps({**the_recipe, "file": file_info})
             )

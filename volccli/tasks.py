@@ -8,6 +8,7 @@ Always check ``code`` before ``data.status``: the client raises on any non-10000
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,9 +33,10 @@ class PollPolicy:
 
     def __post_init__(self) -> None:
         # Checked where the options are read, before a task is submitted (and billed).
-        if not (self.interval > 0 and self.timeout > 0):
+        finite = math.isfinite(self.interval) and math.isfinite(self.timeout)
+        if not (finite and self.interval > 0 and self.timeout > 0):
             raise InputError(
-                "--poll-interval and --wait-timeout must be above 0",
+                "--poll-interval and --wait-timeout must be numbers above 0",
                 "e.g. --poll-interval 3 --wait-timeout 900",
             )
 
@@ -138,9 +140,12 @@ def wait(
                 "retry `volccli task wait` later",
                 request_id=envelope.request_id,
             )
-        if time.monotonic() - started + interval > policy.timeout:
+        waited = time.monotonic() - started
+        if waited + interval > policy.timeout:
+            # The next poll would come after --wait-timeout: give up now, saying so.
             raise NetworkError(
-                f"task {task_id} is still {status} after {policy.timeout:g}s",
+                f"task {task_id} is still {status} after {waited:.0f}s "
+                f"(--wait-timeout {policy.timeout:g}s)",
                 f"wait longer with `volccli task wait {req_key} {task_id}`",
                 code=WAIT_TIMEOUT,
             )
