@@ -24,13 +24,20 @@ VERSION = "2022-08-31"
 SMALL = {"req_key": TXT2IMG, "prompt": "fault", "width": 256, "height": 256}
 
 
-def post(sb: Sandbox, body: dict[str, Any], action: str = "CVProcess",
-         timeout: float = 10, session: requests.Session | None = None) -> requests.Response:
+def post(
+    sb: Sandbox,
+    body: dict[str, Any],
+    action: str = "CVProcess",
+    timeout: float = 10,
+    session: requests.Session | None = None,
+) -> requests.Response:
     send = session or requests
-    return send.post(f"{sb.base_url}/volcv/v1?Action={action}&Version={VERSION}",
-                     data=json.dumps(body).encode(), timeout=timeout,
-                     headers={"Authorization": f"Bearer {API_KEY}",
-                              "Content-Type": "application/json"})
+    return send.post(
+        f"{sb.base_url}/volcv/v1?Action={action}&Version={VERSION}",
+        data=json.dumps(body).encode(),
+        timeout=timeout,
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+    )
 
 
 def signed(sb: Sandbox, body: dict[str, Any]) -> requests.Response:
@@ -49,6 +56,7 @@ def outcomes(sb: Sandbox) -> dict[str, int]:
 
 
 # --- limits -------------------------------------------------------------------------------
+
 
 def test_qps_limit(fresh_sandbox: Sandbox) -> None:
     sb = fresh_sandbox
@@ -95,20 +103,21 @@ def test_concurrency_limit(fresh_sandbox: Sandbox) -> None:
     assert codes == [10000, 50430]
     limited = next(response for response in results if response.json()["code"] == 50430)
     assert limited.status_code == 429
-    assert limited.json()["message"] == ("Request Has Reached API Concurrent Limit, Please "
-                                         "Try Later")
+    assert limited.json()["message"] == (
+        "Request Has Reached API Concurrent Limit, Please Try Later"
+    )
     assert sb.stats()["in_flight_max"] == 2 and sb.stats()["billed"] == 1
 
 
 def test_sequential_client_never_trips_concurrency(fresh_sandbox: Sandbox) -> None:
     fresh_sandbox.configure(concurrency=1)
     session = requests.Session()
-    assert all(post(fresh_sandbox, SMALL, session=session).status_code == 200
-               for _ in range(10))
+    assert all(post(fresh_sandbox, SMALL, session=session).status_code == 200 for _ in range(10))
     assert fresh_sandbox.stats()["in_flight_max"] == 1
 
 
 # --- random faults ------------------------------------------------------------------------
+
 
 def test_error_rate(fresh_sandbox: Sandbox) -> None:
     fresh_sandbox.configure(error_rate=1)
@@ -207,9 +216,14 @@ def test_repeat_suffix_fires_n_times(fresh_sandbox: Sandbox) -> None:
     assert post(fresh_sandbox, body).json()["code"] == 50429
 
 
-@pytest.mark.parametrize(("marker", "title"), [("502", "502 Bad Gateway"),
-                                               ("503", "503 Service Temporarily Unavailable"),
-                                               ("504", "504 Gateway Time-out")])
+@pytest.mark.parametrize(
+    ("marker", "title"),
+    [
+        ("502", "502 Bad Gateway"),
+        ("503", "503 Service Temporarily Unavailable"),
+        ("504", "504 Gateway Time-out"),
+    ],
+)
 def test_proxy_status_markers(fresh_sandbox: Sandbox, marker: str, title: str) -> None:
     response = post(fresh_sandbox, marked(marker))
     assert response.status_code == int(marker)
@@ -282,8 +296,9 @@ def test_async_marker_fails_the_task_not_the_submission(fresh_sandbox: Sandbox) 
     sb.configure(async_polls=0)
     task = post(sb, marked("50511"), action="CVSync2AsyncSubmitTask").json()
     assert task["code"] == 10000
-    result = post(sb, {"req_key": TXT2IMG, "task_id": task["data"]["task_id"]},
-                  action="CVSync2AsyncGetResult")
+    result = post(
+        sb, {"req_key": TXT2IMG, "task_id": task["data"]["task_id"]}, action="CVSync2AsyncGetResult"
+    )
     assert result.status_code == 400
     assert result.json()["code"] == 50511 and result.json()["data"]["status"] == "done"
     assert sb.stats()["billed"] == 0
@@ -295,13 +310,53 @@ def test_async_result_markers(fresh_sandbox: Sandbox) -> None:
     sb = fresh_sandbox
     sb.configure(async_polls=0)
     task = post(sb, marked("bad-base64"), action="CVSync2AsyncSubmitTask").json()["data"]
-    done = post(sb, {"req_key": TXT2IMG, "task_id": task["task_id"]},
-                action="CVSync2AsyncGetResult").json()["data"]
+    done = post(
+        sb, {"req_key": TXT2IMG, "task_id": task["task_id"]}, action="CVSync2AsyncGetResult"
+    ).json()["data"]
     assert done["binary_data_base64"] == ["not*base64!"]
 
 
 def test_find_markers_parsing() -> None:
-    names = [(m.name, m.limit) for m in find_markers(
-        'x volccli-fault:expired-url, volccli-fault:50429x3 "volccli-fault:sleep=1.5x2" '
-        "volccli-fault:nonsense volccli-fault:99999")]
+    names = [
+        (m.name, m.limit)
+        for m in find_markers(
+            'x volccli-fault:expired-url, volccli-fault:50429x3 "volccli-fault:sleep=1.5x2" '
+            "volccli-fault:nonsense volccli-fault:99999"
+        )
+    ]
     assert names == [("expired-url", None), ("50429", 3), ("sleep=1.5", 2)]
+
+
+def _raw(sandbox: Sandbox, head: str, body: bytes = b"") -> bytes:
+    """Send bytes as they are (no client fixing the framing) and read the whole answer."""
+    import socket
+
+    host, port = sandbox.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(head.encode() + body)
+        conn.shutdown(socket.SHUT_WR)
+        answer = b""
+        while piece := conn.recv(65536):
+            answer += piece
+    return answer
+
+
+@pytest.mark.parametrize(
+    "path", ["/volcv/v1?Action=CVProcess&Version=2022-08-31", "/__sandbox/config"]
+)
+def test_a_huge_content_length_is_413_not_a_crash(fresh_sandbox: Sandbox, path: str) -> None:
+    answer = _raw(
+        fresh_sandbox,
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n",
+        b"{}",
+    )
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:80]
+
+
+def test_a_body_shorter_than_its_content_length_is_400(fresh_sandbox: Sandbox) -> None:
+    answer = _raw(
+        fresh_sandbox,
+        "POST /__sandbox/config HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n",
+        b"{}",
+    )
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"shorter than Content-Length" in answer

@@ -22,6 +22,10 @@ from .responses import Reply, json_reply, relay_reply, to_json
 GATEWAY_PATH: Final = "/volcv/v1"
 CONTROL_PREFIX: Final = "/__sandbox/"
 _TRICKLE_TICK: Final = 0.05  # seconds between trickled writes
+# Bodies above this get 413 even with no max_body set: a server must not try to hold
+# whatever a Content-Length claims.
+BODY_CEILING: Final = 1024 * 1024 * 1024
+_READ_PIECE: Final = 1024 * 1024
 
 
 class _Server(ThreadingHTTPServer):
@@ -107,8 +111,7 @@ class _Handler(BaseHTTPRequestHandler):
             if body is not None:
                 self._deliver(self._control(path, body))
             return
-        style = "gateway" if path.rstrip("/") == GATEWAY_PATH else "official" if path == "/" \
-            else ""
+        style = "gateway" if path.rstrip("/") == GATEWAY_PATH else "official" if path == "/" else ""
         if not style:
             if self._read_body() is not None:
                 self._deliver(_not_found("POST", path))
@@ -122,7 +125,7 @@ class _Handler(BaseHTTPRequestHandler):
         if length is None:
             return
         limit = engine.config.max_body
-        if limit and length > limit:
+        if (limit and length > limit) or length > BODY_CEILING:
             # The body is left unread, so this connection cannot carry another request.
             self.close_connection = True
             incoming = Incoming("POST", path, query, self.headers, b"", style, host, 0)
@@ -183,7 +186,25 @@ class _Handler(BaseHTTPRequestHandler):
         length = self._content_length()
         if length is None:
             return None
-        return self.rfile.read(length) if length else b""
+        if length > BODY_CEILING:
+            self.close_connection = True
+            self._deliver(relay_reply(413, "request body too large", "request_body_too_large"))
+            return None
+        return self._read_exactly(length)
+
+    def _read_exactly(self, length: int) -> bytes | None:
+        """``length`` bytes, read as they arrive; None after answering a body cut short."""
+        parts: list[bytes] = []
+        left = length
+        while left:
+            piece = self.rfile.read(min(left, _READ_PIECE))
+            if not piece:
+                self.close_connection = True
+                self._deliver(relay_reply(400, "body shorter than Content-Length", "bad_request"))
+                return None
+            parts.append(piece)
+            left -= len(piece)
+        return b"".join(parts)
 
     def _read_chunked(self) -> bytes | None:
         parts: list[bytes] = []
@@ -199,7 +220,14 @@ class _Handler(BaseHTTPRequestHandler):
                 while self.rfile.readline(1024).strip():
                     pass  # trailers
                 return b"".join(parts)
-            parts.append(self.rfile.read(size))
+            if size > BODY_CEILING - sum(map(len, parts)):
+                self.close_connection = True
+                self._deliver(relay_reply(413, "request body too large", "request_body_too_large"))
+                return None
+            chunk = self._read_exactly(size)
+            if chunk is None:
+                return None
+            parts.append(chunk)
             self.rfile.readline(8)
 
     # --- writing ----------------------------------------------------------------------
@@ -246,8 +274,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _not_found(method: str, path: str) -> Reply:
-    return relay_reply(404, f"Invalid URL ({method} {path})", "not_found",
-                       kind="invalid_request_error")
+    return relay_reply(
+        404, f"Invalid URL ({method} {path})", "not_found", kind="invalid_request_error"
+    )
 
 
 def _is_local(address: str) -> bool:
@@ -287,13 +316,18 @@ class Sandbox:
             raise RuntimeError("the sandbox is already running")
         host = self._config.host
         if not self._config.allow_remote and not is_loopback_host(host):
-            raise ValueError(f"refusing to listen on {host}: not a loopback address "
-                             "(set allow_remote to serve other machines)")
+            raise ValueError(
+                f"refusing to listen on {host}: not a loopback address "
+                "(set allow_remote to serve other machines)"
+            )
         self._server = _Server((host, self._config.port), self)
         self._port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.2},
-                                        name="volccli-sandbox", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="volccli-sandbox",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
