@@ -496,3 +496,17 @@ def test_an_interrupted_async_batch_leaves_its_tasks_to_the_next_run(
     assert all(record["note"] == "fetched the task an earlier run submitted" for record in records)
     assert fresh_sandbox.stats()["requests"]["CVSync2AsyncSubmitTask"]["ok"] == submitted
     assert [p.name for p in images(out)] == [f"s{n}.png" for n in range(4)]
+
+
+@pytest.mark.parametrize("args", [["--help"], ["txt2img", "--help"], ["--version"]])
+def test_help_to_a_reader_that_went_away_exits_8(args: list[str]) -> None:
+    process = subprocess.Popen(
+        [PYTHON, "-m", "volccli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    process.stdout.close()  # before a byte is written: as `volccli --help | true`
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 8, err
+    assert b"Traceback" not in err

@@ -111,6 +111,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     restore = _terminate_like_ctrl_c()
     try:
         code = app(args=args, prog_name="volccli", standalone_mode=False)
+    except SystemExit as exc:
+        if exc.code != 1 or not _stdout_abandoned():
+            raise
+        # Typer's and Rich's own answer to a closed stdout (--help | head) is exit 1.
+        # Ours, as for every other command, is 8.
+        code = ExitCode.OUTPUT
     except _usage_error_type() as exc:
         code = _report_usage_error(exc, args)
     except typer.Abort:
@@ -137,6 +143,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     finally:
         restore()
     sys.exit(int(code or 0))
+
+
+def _stdout_abandoned() -> bool:
+    """True after Typer or Rich gave up on a stdout whose reader went away.
+
+    Typer wraps sys.stdout in a PacifyFlushWrapper; Rich points file descriptor 1 at
+    /dev/null. Either way each then exits 1.
+    """
+    if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+        return True
+    try:
+        return os.path.samestat(os.fstat(1), os.stat(os.devnull))
+    except OSError:
+        return False
 
 
 def _terminate_like_ctrl_c() -> Callable[[], None]:
