@@ -48,6 +48,9 @@ CATALOGUE: dict[str, Bad] = {
         "txt2img", "x", "-o", "out", "--on-exists", "maybe", words=("--on-exists 'maybe'",)
     ),
     "--count 0": bad("txt2img", "x", "-o", "out", "--count", "0", words=("--count 0",)),
+    "edit - - (two arguments from stdin)": bad(
+        "edit", "-", "-", "-o", "out", stdin=b"\x89PNG", words=("PROMPT and IMAGE both",)
+    ),
     "-n far beyond the limit": bad(
         "txt2img",
         "x",

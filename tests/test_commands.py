@@ -221,6 +221,9 @@ def test_prompt_from_stdin_and_from_a_file(sb: Sandbox, tmp_path: Path) -> None:
     ok(run(sb, "txt2img", "@prompt.txt", "--seed", "1", "-o", "."))
     assert last_body(sb)["prompt"] == "一只红色的猫"
     assert (tmp_path / "txt2img_一只红色的猫_1.png").is_file()
+    (tmp_path / "bom.txt").write_text("a fox with a byte-order mark\n", encoding="utf-8-sig")
+    ok(run(sb, "txt2img", "@bom.txt", "--seed", "1", "-o", "."))
+    assert last_body(sb)["prompt"] == "a fox with a byte-order mark"
 
 
 def test_a_double_at_sign_is_a_literal_prompt(sb: Sandbox) -> None:

@@ -81,7 +81,8 @@ def read_file_text(name: str, what: str, base_dir: Path | None = None, *, given:
 
 def _decode(raw: bytes, what: str, source: str) -> str:
     try:
-        return raw.decode("utf-8").strip()
+        # utf-8-sig: editors on Windows start UTF-8 files with a byte-order mark.
+        return raw.decode("utf-8-sig").strip()
     except UnicodeDecodeError:
         raise InputError(
             f"{what} from {source} is not valid UTF-8", "convert the text to UTF-8 (iconv -t UTF-8)"
@@ -160,6 +161,28 @@ def output_spec(options: Mapping[str, Any], resolved: Resolved, count: int) -> O
     return OutputSpec(Path(os.path.expanduser(folder)), template, on_exists, sidecar, embed)  # type: ignore[arg-type]  # checked above
 
 
+def _one_stdin_reader(kind: Kind, options: Mapping[str, Any]) -> None:
+    """Refuse two '-' arguments before either is read: the first would take the bytes
+    meant for the other (an image read as the prompt's text)."""
+    wanting = [
+        f.metavar or f"--{f.option}"
+        for f in kind.fields
+        if f.name in TEXT_FIELDS and options.get(f.param) == "-"
+    ]
+    for slot in kind.slots:
+        raw = options.get(slot.name)
+        given = [raw] if isinstance(raw, str) else list(raw or [])
+        flag = slot.name.upper() if slot.positional else f"--{slot.option}"
+        wanting += [flag for source in given if source == "-"]
+    if options.get("body") == "-":
+        wanting.append("--body")
+    if len(wanting) > 1:
+        raise InputError(
+            f"{wanting[0]} and {wanting[1]} both ask to read stdin",
+            "only one argument can read stdin; give the others as files",
+        )
+
+
 def build_request(
     kind: Kind,
     options: Mapping[str, Any],
@@ -178,6 +201,7 @@ def build_request(
     # `or 1` would turn -n 0 into one (billed) image; plan() refuses counts below 1.
     raw_count = options.get("count")
     count = 1 if raw_count is None or raw_count == "" else int(raw_count)
+    _one_stdin_reader(kind, options)
     values: dict[str, Any] = {}
     for f in kind.fields:
         value = options.get(f.param)
