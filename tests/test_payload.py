@@ -455,6 +455,14 @@ def test_aspect_beyond_the_unconfirmed_limit_is_sent_without_validation(tmp_path
     assert (body["top"], body["bottom"]) == (1.5, 1.5)
 
 
+@pytest.mark.parametrize("extra", [{"top": 0.2}, {"expand": 0.3}])
+def test_outpaint_aspect_is_not_combined_with_side_ratios(
+    tmp_path: Path, extra: dict[str, float]
+) -> None:
+    with pytest.raises(InputError, match="--aspect sets the side ratios itself"):
+        _outpaint(tmp_path, {"aspect": "16:9", **extra})
+
+
 def test_outpaint_needs_an_extent(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="needs an extent"):
         _outpaint(tmp_path, {"prompt": "x"})

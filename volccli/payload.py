@@ -284,6 +284,15 @@ def _outpaint(
     if values.get("expand") is not None:
         ratios = dict.fromkeys(sides, float(values["expand"]))
     if values.get("aspect"):
+        if explicit or values.get("expand") is not None:
+            given = [f"--{side}" for side in explicit] + (
+                ["--expand"] if values.get("expand") is not None else []
+            )
+            raise InputError(
+                f"--aspect sets the side ratios itself, so {', '.join(given)} would change "
+                "the aspect it asks for",
+                "give either --aspect or the side ratios",
+            )
         image = inputs.images["image"][0]
         if not image.width:
             raise InputError(
