@@ -138,3 +138,17 @@ def test_the_built_in_sandbox_takes_its_knobs_from_the_environment(tmp_path: Pat
     assert bad.stderr.startswith("volccli: error: VOLCCLI_SANDBOX_ERROR_RATE: ")
     assert bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_serve_on_a_port_in_use_says_how_to_get_a_free_one() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([*SERVE, "--port", str(port)], cwd=ROOT, capture_output=True,
+                              text=True, env=_env(), timeout=30)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().endswith("pick another --port, or --port 0 for a free one")
+    assert done.stderr.count("\n") == 1

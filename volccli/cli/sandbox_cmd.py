@@ -8,6 +8,7 @@ message whichever way it was given.
 """
 
 import dataclasses
+import errno
 import functools
 import inspect
 import sys
@@ -118,7 +119,9 @@ def _serve(options: dict[str, Any]) -> None:
         flag = _REPEATED.get(knob, knob.replace("_", "-"))
         _fail(f"--{flag} {options.get(knob)}: {problem}" if sep and knob in options else str(exc))
     except OSError as exc:
-        _fail(f"could not listen on {host}:{port}: {exc.strerror or exc}")
+        hint = "; another server has it: pick another --port, or --port 0 for a free one"
+        busy = exc.errno == errno.EADDRINUSE
+        _fail(f"could not listen on {host}:{port}: {exc.strerror or exc}{hint if busy else ''}")
     _announce(sandbox.base_url, config)
     try:
         sandbox.wait()
