@@ -10,6 +10,7 @@ Volcengine tools' files is volcengine_credentials.py's job.
 """
 
 import os
+import re
 import stat
 import sys
 from collections.abc import Callable, Mapping
@@ -37,7 +38,7 @@ from .settings import (
     flag_error,
     set_error,
 )
-from .volcengine_credentials import CredentialSet, volcengine_credentials
+from .volcengine_credentials import CredentialSet, unreadable, volcengine_credentials
 
 __all__ = [
     "CONFIG_FILE",
@@ -65,6 +66,7 @@ __all__ = [
     "resolve",
     "set_error",
     "set_value",
+    "toml_problem",
     "unset_value",
     "volcengine_credentials",
     "write_config",
@@ -81,6 +83,49 @@ def _tomllib() -> Any:
 
 
 CONFIG_FILE: Final = "config.toml"
+
+# The TOML parser's messages that quote nothing of the file, and for those that do (a
+# character, a key), the words kept: a config file holds secrets, and an error message
+# ends up in terminals, CI logs and bug reports.
+_TOML_MESSAGES: Final = {
+    "Invalid statement": "",
+    "Expected newline or end of document after a statement": "",
+    "Expected '=' after a key in a key/value pair": "",
+    "Expected ']' at the end of a table declaration": "",
+    "Expected ']]' at the end of an array declaration": "",
+    "Invalid initial character for a key part": "",
+    "Cannot overwrite a value": "a value given twice",
+    "Cannot declare": "a table or key given twice",
+    "Duplicate inline table key": "a key given twice",
+    "Cannot mutate immutable namespace": "a table or key given twice",
+    "Cannot redefine namespace": "a table or key given twice",
+    "Unclosed array": "",
+    "Unclosed inline table": "",
+    "Unterminated string": "",
+    "Unescaped '\\' in a string": "",
+    "Invalid hex value": "",
+    "Escaped character is not a Unicode scalar value": "",
+    "Found invalid character": "an invalid character",
+    "Illegal character": "a character not allowed there",
+    "Invalid date or datetime": "",
+    "Invalid value": "",
+}
+_TOML_POSITION: Final = re.compile(r"\((at line \d+, column \d+|at end of document)\)\s*$")
+
+
+def toml_problem(exc: Exception) -> str:
+    """What the TOML parser found wrong and where, without any text of the file."""
+    text = str(exc)
+    found = _TOML_POSITION.search(text)
+    where = found.group(1) if found else ""
+    message = text[: found.start()].strip() if found else ""
+    said = ""
+    for known, kept in _TOML_MESSAGES.items():
+        # A message with something of the file after the known words keeps only ``kept``.
+        if message == known or (kept and message.startswith(known + " ")):
+            said = kept or known[0].lower() + known[1:]
+            break
+    return ", ".join(part for part in (said, where) if part) or "cannot be parsed"
 
 
 class Value(NamedTuple):
@@ -121,19 +166,19 @@ def data_dir(env: Mapping[str, str] | None = None) -> Path:
 def read_config(path: Path) -> dict[str, Any]:
     """Parse config.toml; a missing file is an empty config."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a file saved by Notepad starts with a byte-order mark.
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"cannot read {path} ({exc})", "fix its permissions or delete it"
-        ) from None
+        problem, fix = unreadable(path, exc)
+        raise ConfigError(problem, f"{fix}, or delete it and use `volccli config set`") from None
     tomllib = _tomllib()
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
-            f"{path} is not valid TOML ({exc})",
+            f"{path} is not valid TOML ({toml_problem(exc)})",
             "fix the file, or delete it and use `volccli config set`",
         ) from None
     profiles = data.get("profiles", {})
@@ -201,6 +246,9 @@ class Resolved:
     # Settings whose value from the environment or the config file is not valid
     # (only with strict=False; otherwise resolve() raises BadSettings).
     problems: dict[str, ConfigError] = field(default_factory=dict)
+    # Notes about the Volcengine tools' credential sources that were skipped (also in
+    # ``notes``): why "no credentials" when a key file is there but unusable.
+    skipped_credentials: list[str] = field(default_factory=list)
 
     def get(self, name: str) -> Any:
         found = self.values.get(name)
@@ -342,12 +390,32 @@ def _resolve_credentials(
     *,
     strict: bool,
 ) -> None:
-    tiers: list[tuple[Callable[[str], Any], str]] = [
-        (lambda key: env.get(SETTINGS[key].env), "env VOLCCLI_ACCESS_KEY/VOLCCLI_SECRET_KEY"),
-        (lambda key: section.get(key), f"profile {profile!r} ({path})"),
+    tiers: list[tuple[Callable[[str], Any], str, bool]] = [
+        (lambda key: env.get(SETTINGS[key].env), "env VOLCCLI_ACCESS_KEY/VOLCCLI_SECRET_KEY", True),
+        (lambda key: section.get(key), f"profile {profile!r} ({path})", False),
     ]
-    for lookup, source in tiers:
-        ak, sk = lookup("access_key"), lookup("secret_key")
+    for lookup, source, from_env in tiers:
+        found: dict[str, str] = {}
+        for key in CREDENTIAL_KEYS:
+            raw = lookup(key)
+            if raw is None:
+                continue
+            setting = SETTINGS[key]
+            try:
+                found[key] = check(setting, raw)  # text, with surrounding whitespace dropped
+            except BadValue as bad:
+                # A TOML list or table is no key; the message masks the value.
+                error = (
+                    env_error(setting, raw, bad)
+                    if from_env
+                    else file_error(setting, raw, bad, path, profile)
+                )
+                if strict:
+                    raise BadSettings({key: error}) from None
+                resolved.problems[key] = error
+                resolved.notes.append(f"{error.message}; {error.hint}")
+                return
+        ak, sk = found.get("access_key"), found.get("secret_key")
         if ak or sk:
             if not (ak and sk):
                 missing = "secret_key" if ak else "access_key"
@@ -357,20 +425,23 @@ def _resolve_credentials(
                     raise ConfigError(problem, fix)
                 resolved.notes.append(f"{problem}; {fix}")
                 continue
-            resolved.values["access_key"] = Value(str(ak), source)
-            resolved.values["secret_key"] = Value(str(sk), source)
-            token = lookup("session_token")
+            resolved.values["access_key"] = Value(ak, source)
+            resolved.values["secret_key"] = Value(sk, source)
+            token = found.get("session_token")
             if token:
-                resolved.values["session_token"] = Value(str(token), source)
+                resolved.values["session_token"] = Value(token, source)
             return
-    found = volcengine_credentials(env, home, resolved.notes)
+    skipped: list[str] = []
+    found = volcengine_credentials(env, home, skipped)
+    resolved.notes.extend(skipped)
+    resolved.skipped_credentials = skipped
     if found:
         resolved.values["access_key"] = Value(found.access_key, found.source)
         resolved.values["secret_key"] = Value(found.secret_key, found.source)
         if found.session_token:
             resolved.values["session_token"] = Value(found.session_token, found.source)
         if found.region and resolved.source("region") == "default":
-            resolved.values["region"] = Value(found.region, found.source)
+            resolved.values["region"] = Value(found.region, found.region_source or found.source)
 
 
 def file_mode_problems(path: Path) -> list[str]:

@@ -11,9 +11,18 @@ from urllib.parse import urlencode, urlsplit
 from .auth import Authenticator, BearerAuth, V4Auth
 from .config import Resolved
 from .errors import ConfigError, InputError
+from .settings import unsendable
 
 Mode = Literal["gateway", "official"]
 GATEWAY_PATH = "/volcv/v1"
+# How each value that goes into the request's headers or signature is named in messages.
+LABELS = {
+    "api_key": "the API key",
+    "access_key": "the access key",
+    "secret_key": "the secret key",
+    "session_token": "the STS session token",
+    "region": "the region",
+}
 
 
 class Connection(NamedTuple):
@@ -97,14 +106,15 @@ def connect(
                 "set VOLCCLI_BASE_URL, pass --base-url, or run `volccli config set base_url URL`",
             )
         base = check_base_url(base_url, "base_url", resolved.source("base_url"))
-        api_key = resolved.get("api_key")
+        api_key, source = resolved.get("api_key"), resolved.source("api_key")
         if not api_key and ask_secret is not None:
-            api_key = ask_secret(f"API key for {base}")
+            api_key, source = ask_secret(f"API key for {base}").strip(), "the prompt"
         if not api_key:
             raise ConfigError(
                 "no API key for the gateway",
                 "set VOLCCLI_API_KEY or run `volccli config set api_key` (it prompts)",
             )
+        check_sendable("api_key", api_key, source)
         return Connection(
             mode,
             base,
@@ -117,11 +127,15 @@ def connect(
         )
     endpoint = check_base_url(resolved.get("endpoint"), "endpoint", resolved.source("endpoint"))
     if not (resolved.get("access_key") and resolved.get("secret_key")):
+        # A key file that was there but unusable is the likely reason: say which.
+        skipped = "".join(f" ({note})" for note in resolved.skipped_credentials[:1])
         raise ConfigError(
-            "no credentials: no access key pair and no gateway API key were found",
+            f"no credentials: no access key pair and no gateway API key were found{skipped}",
             "set VOLCCLI_ACCESS_KEY and VOLCCLI_SECRET_KEY, or run `volccli config set "
             "access_key` and `volccli config set secret_key` (or try `volccli --sandbox …`)",
         )
+    for name in ("access_key", "secret_key", "session_token", "region"):
+        check_sendable(name, resolved.get(name) or "", resolved.source(name))
     auth = V4Auth(
         resolved.get("access_key"),
         resolved.get("secret_key"),
@@ -130,4 +144,44 @@ def connect(
     )
     return Connection(
         mode, endpoint, auth, timeout, connect_timeout, retries, retry_server_errors, why
+    )
+
+
+def unsendable_because(name: str, value: str) -> str:
+    """Why ``value`` cannot be used as the key ``name`` ("contains a line break, which an
+    HTTP header cannot carry"), or "" when it can."""
+    problem = unsendable(value)
+    if not problem:
+        return ""
+    what = "a Volcengine key never has" if name == "secret_key" else "an HTTP header cannot carry"
+    return f"contains {problem}, which {what}"
+
+
+def check_sendable(name: str, value: str, source: str) -> None:
+    """Refuse, before anything is sent, a key that a request cannot carry: requests would
+    fail it mid-request (a line break) or http.client crash on it (a non-Latin-1
+    character). The message names the key and its source, never the key."""
+    because = unsendable_because(name, value)
+    if because:
+        # As everywhere: a bad flag is a usage error (2), a bad configuration 3.
+        error = InputError if source.startswith("flag") else ConfigError
+        raise error(f"{LABELS[name]} (from {source}) {because}", _resend_fix(name, source))
+
+
+def _resend_fix(name: str, source: str) -> str:
+    if name == "region":
+        return "use a region name such as cn-north-1"
+    if source == "the prompt":
+        return "type or paste just the key"
+    if source.startswith("env "):
+        variables = source.removeprefix("env ").split("/")
+        variable = variables[0]
+        if name == "secret_key" and len(variables) > 1:
+            variable = variables[1]
+        elif name == "session_token":
+            variable = variable.replace("ACCESS_KEY", "SESSION_TOKEN")
+        return f"set {variable} again to just the key"
+    return (
+        f"store it again with `volccli config set {name}` (it prompts), "
+        "or fix it where it came from"
     )

@@ -72,6 +72,10 @@ class Setting(NamedTuple):
     bounds: Bounds | None = None
     # A format check beyond type, choices and bounds; raises BadValue.
     check: Callable[[Any], None] | None = None
+    # A key or name that goes into a request's headers or signature: whitespace around it
+    # (a pasted line break, a CRLF file) is dropped wherever it is read, and connect()
+    # refuses one with characters a header cannot carry.
+    token: bool = False
 
     @property
     def env(self) -> str:
@@ -102,12 +106,18 @@ SETTINGS: Final[dict[str, Setting]] = {
             choices=("gateway", "official"),
         ),
         Setting("base_url", str, "Gateway base URL, e.g. https://relay.example.com."),
-        Setting("api_key", str, "Gateway API key.", secret=True),
+        Setting("api_key", str, "Gateway API key.", secret=True, token=True),
         Setting("endpoint", str, "Official endpoint.", DEFAULT_ENDPOINT),
-        Setting("region", str, "Signing region.", DEFAULT_REGION),
-        Setting("access_key", str, "Volcengine access key id (AK)."),
-        Setting("secret_key", str, "Volcengine secret access key (SK).", secret=True),
-        Setting("session_token", str, "STS session token for temporary keys.", secret=True),
+        Setting("region", str, "Signing region.", DEFAULT_REGION, token=True),
+        Setting("access_key", str, "Volcengine access key id (AK).", token=True),
+        Setting("secret_key", str, "Volcengine secret access key (SK).", secret=True, token=True),
+        Setting(
+            "session_token",
+            str,
+            "STS session token for temporary keys.",
+            secret=True,
+            token=True,
+        ),
         Setting("timeout", float, "Read timeout in seconds.", 120.0, bounds=Bounds(0, strict=True)),
         Setting(
             "connect_timeout",
@@ -164,7 +174,8 @@ def _typed(setting: Setting, raw: Any) -> Any:
     if isinstance(raw, (bool, list, dict)):
         raise BadValue(wanted)
     if setting.type is str:
-        return str(raw)
+        text = str(raw)
+        return text.strip() if setting.token else text
     if setting.type is int and isinstance(raw, float) and not raw.is_integer():
         raise BadValue(wanted)  # int() would silently drop the fraction
     try:
@@ -189,14 +200,35 @@ def check(setting: Setting, raw: Any) -> Any:
     return value
 
 
+def unsendable(value: str) -> str:
+    """What in ``value`` an HTTP header cannot carry ("a line break"), or "" when nothing.
+
+    Keys, tokens and region names are printable ASCII; a line break, a control character
+    or a non-ASCII character can only be a pasting accident, and would otherwise fail
+    mid-request (requests refuses a line break, http.client a non-Latin-1 character).
+    """
+    if "\n" in value or "\r" in value:
+        return "a line break"
+    for char in value:
+        if ord(char) < 0x20 or ord(char) == 0x7F:
+            return "a control character"
+        if ord(char) > 0x7E:
+            return "a non-ASCII character"
+    return ""
+
+
 def _shown(setting: Setting, raw: Any) -> str:
+    if setting.secret:
+        return "****"  # an error message never carries a secret, however wrong it is
     if isinstance(raw, float):
         return f"{raw:g}"
     return repr(raw) if setting.type is str else str(raw)
 
 
-def _toml(raw: Any) -> str:
-    """A value as it is written in the config file."""
+def _toml(raw: Any, setting: Setting | None = None) -> str:
+    """A value as it is written in the config file (a secret masked)."""
+    if setting is not None and setting.secret:
+        return "****"
     if isinstance(raw, bool):
         return str(raw).lower()
     return repr(raw) if isinstance(raw, str) else str(raw)
@@ -219,9 +251,9 @@ def set_error(setting: Setting, raw: Any, bad: BadValue) -> InputError:
     """`config set KEY VALUE` with a bad value: a usage error naming the key and value,
     written as the file would hold it (``timeout = 0``, ``timeout = 'soon'``)."""
     try:
-        stored = _toml(_typed(setting, raw))
+        stored = _toml(_typed(setting, raw), setting)
     except BadValue:
-        stored = _toml(raw)
+        stored = _toml(raw, setting)
     example = f"e.g. `volccli config set {setting.name} {setting.example}`"
     hint = bad.fix or (example if setting.example else "")
     return InputError(f"{setting.name} = {stored}: {setting.name} {bad.problem}", hint)
@@ -235,7 +267,8 @@ def env_error(setting: Setting, raw: str, bad: BadValue) -> ConfigError:
         hint = f"set {setting.env} to e.g. {setting.example}, or unset it"
     else:
         hint = f"fix {setting.env} or unset it"
-    return ConfigError(f"{setting.env}={raw}: {setting.name} {bad.problem}", hint)
+    shown = "****" if setting.secret else raw
+    return ConfigError(f"{setting.env}={shown}: {setting.name} {bad.problem}", hint)
 
 
 def file_error(setting: Setting, raw: Any, bad: BadValue, path: Path, profile: str) -> ConfigError:
@@ -245,10 +278,11 @@ def file_error(setting: Setting, raw: Any, bad: BadValue, path: Path, profile: s
     if bad.fix:
         hint = f"{bad.fix}; or run {unset}"
     else:
-        value = setting.example or "VALUE"
-        hint = f"run `volccli config set{option} {setting.name} {value}` or {unset}"
+        # A secret is prompted for: it never goes on the command line.
+        value = "" if setting.secret else f" {setting.example or 'VALUE'}"
+        hint = f"run `volccli config set{option} {setting.name}{value}` or {unset}"
     return ConfigError(
-        f"{setting.name} = {_toml(raw)} in {path} [profiles.{profile}]: "
+        f"{setting.name} = {_toml(raw, setting)} in {path} [profiles.{profile}]: "
         f"{setting.name} {bad.problem}",
         hint,
     )

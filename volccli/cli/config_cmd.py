@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperCommand  # already imported by the lazy command tree
 
 from ..errors import ConfigError, InputError
 from .common import global_options, interactive_stdin, make_ui, print_json, reported
@@ -15,6 +16,9 @@ if TYPE_CHECKING:
     from ..config import Setting
 
 app = typer.Typer(help="Show and change settings and credentials.", no_args_is_help=True)
+
+# `config get` of a setting that is not set: a miss, not a failure (git config exits 1 too).
+NOT_SET = 1
 
 ProfileOpt = Annotated[
     str | None,
@@ -62,13 +66,57 @@ def _setting(key: str) -> Setting:
     return setting
 
 
-def _check_value(setting: Setting, value: str) -> None:
-    """Refuse now a value that every later command would refuse (a usage error here):
-    its type, choices, bounds and format from config.SETTINGS, and a URL's shape."""
-    from ..config import coerce
-    from ..connection import check_base_url
+class ValueCommand(TyperCommand):
+    """`config set KEY VALUE` where VALUE may be a negative number: Click takes "-1" for
+    an option ("No such option: -1"), so such a word goes after "--", where it is an
+    argument, and the setting's checks say what is valid (`timeout must be above 0`)."""
 
-    coerce(setting, value)
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]  # Click's Context
+        return super().parse_args(ctx, negatives_last(args))
+
+
+def negatives_last(args: list[str]) -> list[str]:
+    """``args`` with the words that are negative numbers moved after a "--" (unless one is
+    there already, or the word is the value of --profile)."""
+    if "--" in args:
+        return args
+    kept: list[str] = []
+    moved: list[str] = []
+    for index, arg in enumerate(args):
+        after_profile = index > 0 and args[index - 1] in ("-P", "--profile")
+        (moved if _negative_number(arg) and not after_profile else kept).append(arg)
+    return [*kept, "--", *moved] if moved else args
+
+
+def _negative_number(word: str) -> bool:
+    if not word.startswith("-") or word.startswith("--"):
+        return False
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_value(setting: Setting, value: str, *, on_argv: bool) -> None:
+    """Refuse now a value that every later command would refuse (a usage error here):
+    its type, choices, bounds and format from config.SETTINGS, a URL's shape, and a key
+    with characters a request's headers cannot carry. A line break or a control
+    character is refused wherever the value came from; a non-ASCII one only when it was
+    read from stdin or a prompt: on the command line it is in plain view (a placeholder
+    such as AKLT…), and a command that uses the key refuses it, naming the profile."""
+    from ..config import coerce
+    from ..connection import check_base_url, unsendable_because
+    from ..settings import unsendable
+
+    checked = coerce(setting, value)
+    problem = unsendable(checked) if setting.token else ""
+    if problem and (not on_argv or problem in ("a line break", "a control character")):
+        # Named, never shown: the value is usually a secret.
+        raise InputError(
+            f"the value for {setting.name} {unsendable_because(setting.name, checked)}",
+            "give just the value (spaces and line breaks around it are dropped)",
+        )
     if setting.name in ("base_url", "endpoint"):
         try:
             check_base_url(value, setting.name, "config set")
@@ -84,7 +132,7 @@ def path_command() -> None:
     typer.echo(str(config_path()))
 
 
-@app.command("set")
+@app.command("set", cls=ValueCommand)
 def set_command(
     ctx: typer.Context,
     key: KeyArg,
@@ -105,6 +153,7 @@ def set_command(
     ui = make_ui(global_options(ctx))
     with reported(ui):
         setting = _setting(key)
+        on_argv = value is not None and not stdin
         if stdin:
             if value is not None:
                 raise InputError("give the value or --stdin, not both", "drop one of them")
@@ -114,17 +163,19 @@ def set_command(
                 raise InputError(
                     f"no value for {key}", f"pipe it: echo VALUE | volccli config set {key} --stdin"
                 )
-            value = typer.prompt(key, hide_input=setting.secret)
+            value = str(typer.prompt(key, hide_input=setting.secret))
         elif setting.secret:
             raise InputError(
                 f"{key} is a secret and is not accepted on the command line (shell history, ps)",
                 f"run `volccli config set {key}` to be prompted, or pipe it with --stdin",
             )
+        if setting.token:
+            value = value.strip()  # a pasted key's line break, a CRLF file's \r
         if not value:
             raise InputError(
                 f"empty value for {key}", "give a value, or use `volccli config unset`"
             )
-        _check_value(setting, value)
+        _check_value(setting, value, on_argv=on_argv)
         name = _profile(ctx, profile)
         path = config_path()
         set_value(path, name, key, value)
@@ -160,8 +211,12 @@ def get_command(ctx: typer.Context, key: KeyArg, profile: ProfileOpt = None) -> 
             flags["profile"] = profile
         resolved = resolve(flags, strict=False)
         if resolved.get(key) is None:
-            ui.note(f"{key} is not set")
-            raise typer.Exit(1)
+            # One line, and not an error: a script tests the exit code (1, as git config).
+            ui.note(
+                f"volccli: {key} is not set (profile {resolved.profile!r}); "
+                f"`volccli config set {key}` sets it"
+            )
+            raise typer.Exit(NOT_SET)
         typer.echo(resolved.shown(key))
         ui.note(f"from {resolved.source(key)}")
         problem = resolved.problems.get(key)
