@@ -1,15 +1,17 @@
 """`volccli inspect IMAGE` and `volccli rerun IMAGE`: the recipe that travels with an image.
 
-The recipe is read from the sidecar (IMAGE.json) or, failing that, from the copy inside
-the image. `rerun` sends the recorded request again: same req_key, action, version and
-body, its input images re-read from their recorded paths and checked against their
-recorded SHA-256, optionally varied with --seed and --set.
+The recipe is read from the sidecar (IMAGE.json) when it is sound and records the image's
+own SHA-256, else from the copy inside the image; IMAGE may also be a sidecar itself, whose
+recipe is then used as it is. `rerun` sends the recorded request again: same req_key,
+action, version and body, its input images re-read from their recorded paths and checked
+against their recorded SHA-256, optionally varied with --seed and --set.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -40,27 +42,130 @@ _RERUN_LEFT_OUT = ("count", "no_validate")
 # --- reading a recipe -----------------------------------------------------------------
 
 
-def load_recipe(image: str) -> tuple[dict[str, Any], str]:
-    """(recipe, where it was found); InputError when the image has none."""
+@dataclass(frozen=True)
+class Loaded:
+    """The recipe to use for an image, where it came from, and what to tell about it."""
+
+    recipe: dict[str, Any]
+    where: str
+    notes: tuple[str, ...] = ()
+    # The recipe is a sidecar that records another SHA-256 than the image's, and the
+    # image holds no recipe of its own: it may describe an earlier image of that name.
+    mismatch: bool = False
+
+
+def load_recipe(image: str) -> Loaded:
+    """The recipe of an image (or of a sidecar given itself); InputError when none is usable.
+
+    The sidecar wins when it is sound and records this file's SHA-256; otherwise the
+    copy inside the image, with a note saying why the sidecar was passed over.
+    """
     from ..errors import InputError
-    from ..recipe import read_recipe
+    from ..output import SIDECAR_SUFFIX
+    from ..recipe import lookup
 
     path = Path(image).expanduser()
     if not path.is_file():
-        what = "a folder" if path.is_dir() else "no such file"
-        raise InputError(f"{image}: {what}", "give an image that volccli wrote")
-    try:
-        found, where = read_recipe(path)
-    except (OSError, ValueError, IndexError) as exc:  # a damaged chunk is no recipe
-        raise InputError(
-            f"{image}: cannot read its recipe ({exc})", "the file may be damaged"
-        ) from None
-    if found is None or not isinstance(found.get("body"), dict):
-        raise InputError(
-            f"{image} has no volccli recipe: neither {path.name}.json nor the file holds one",
-            "only images written by volccli carry one (unless --no-sidecar and --no-embed)",
+        what = (
+            "a folder"
+            if path.is_dir()
+            else "not a regular file"
+            if path.exists()
+            else "no such file"
         )
-    return found, where
+        raise InputError(f"{image}: {what}", "give an image that volccli wrote")
+    if path.name.endswith(SIDECAR_SUFFIX):
+        return _given_sidecar(image, path)
+    try:
+        found = lookup(path)
+    except OSError as exc:
+        raise InputError(
+            f"{image}: cannot be read ({exc.strerror or exc})", "check the file's permissions"
+        ) from None
+    side = found.sidecar.name
+    if found.from_sidecar is not None and not found.stale:
+        return Loaded(found.from_sidecar, str(found.sidecar))
+    if found.embedded is not None:
+        why = (
+            "describes another image (the SHA-256 it records is not this file's)"
+            if found.stale
+            else found.sidecar_problem
+        )
+        notes = (f"note: {side} {why}; using the recipe inside {path.name}",) if why else ()
+        return Loaded(found.embedded, f"{image} (embedded)", notes)
+    inside = (
+        f"the recipe inside the file is damaged ({found.embedded_problem})"
+        if found.embedded_problem
+        else "the file holds none"
+    )
+    if found.from_sidecar is not None:  # stale, and nothing better inside the image
+        damaged = (f"note: {inside}",) if found.embedded_problem else ()
+        return Loaded(found.from_sidecar, str(found.sidecar), damaged, mismatch=True)
+    if found.sidecar_problem:
+        raise InputError(
+            f"{image} has no volccli recipe that can be read: {side} {found.sidecar_problem}, "
+            f"and {inside}",
+            _sidecar_fix(side, found.sidecar_problem),
+        )
+    if found.embedded_problem:
+        raise InputError(
+            f"{image}: the recipe is damaged ({found.embedded_problem})",
+            "make the image again, or restore the file from a copy",
+        )
+    raise InputError(
+        f"{image} has no volccli recipe: neither {side} nor the file holds one",
+        "only images written by volccli carry one (unless --no-sidecar and --no-embed)",
+    )
+
+
+def _sidecar_fix(side: str, problem: str) -> str:
+    if problem.startswith("is not a volccli"):
+        return "only images written by volccli carry one"
+    if problem.startswith("cannot be read"):
+        return f"check the permissions of {side}"
+    if problem.startswith("is not a regular file"):
+        return f"move {side} out of the way; it should be the image's recipe file"
+    return f"repair {side}, or make the image again"
+
+
+def _given_sidecar(image: str, path: Path) -> Loaded:
+    """A sidecar named itself: its recipe is used as it is, whatever the image is now."""
+    from ..errors import InputError
+    from ..recipe import RecipeDamaged, read_sidecar, shape_problem
+
+    try:
+        found = read_sidecar(path)
+        problem = "" if found is None else shape_problem(found)
+    except RecipeDamaged as exc:
+        found, problem = None, str(exc)
+    except OSError as exc:
+        raise InputError(
+            f"{image}: cannot be read ({exc.strerror or exc})", "check the file's permissions"
+        ) from None
+    if problem:
+        raise InputError(
+            f"{image}: the recipe is damaged ({problem})",
+            "repair it, or give the image instead (the recipe inside it is used)",
+        )
+    if found is None:
+        raise InputError(
+            f"{image} is not a volccli recipe", "give an image that volccli wrote, or its sidecar"
+        )
+    return Loaded(found, image)
+
+
+def refuse_mismatch(image: str, loaded: Loaded) -> None:
+    """rerun must not silently make another image than the one it was given."""
+    from ..errors import InputError
+
+    if loaded.mismatch:
+        raise InputError(
+            f"{image}: its sidecar {Path(loaded.where).name} describes another image (the "
+            "SHA-256 it records is not this file's), and the file holds no usable recipe of "
+            "its own",
+            f"if {Path(image).name} was only edited since, `volccli rerun {loaded.where}` "
+            "uses the sidecar as it is",
+        )
 
 
 # --- inspect ----------------------------------------------------------------------------
@@ -69,7 +174,13 @@ def load_recipe(image: str) -> tuple[dict[str, Any], str]:
 @with_global_options
 def inspect_command(
     ctx: typer.Context,
-    image: Annotated[str, typer.Argument(help="An image written by volccli.", show_default=False)],
+    image: Annotated[
+        str,
+        typer.Argument(
+            help="An image written by volccli, or its sidecar (IMAGE.json) as it is.",
+            show_default=False,
+        ),
+    ],
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the recipe as one JSON object.")
     ] = False,
@@ -77,21 +188,19 @@ def inspect_command(
     """Show how an image was made: its recipe from the sidecar or from inside the file."""
     ui = make_ui(global_options(ctx))
     with reported(ui, json_errors=json_out):
-        found, where = load_recipe(image)
-        changed = _changed(Path(image), found)
+        loaded = load_recipe(image)
+        for note in loaded.notes:
+            ui.note(note)
         if json_out:
-            print_json({**found, "found_in": where, "file_changed": changed})
-            return
-        sys.stdout.write(render(found, where) + "\n")
-        if changed:
-            ui.warn(f"{image} has changed since volccli wrote it (its SHA-256 differs)")
-
-
-def _changed(path: Path, found: Mapping[str, Any]) -> bool:
-    from ..journal import file_sha256
-
-    recorded = (found.get("file") or {}).get("sha256")
-    return bool(recorded) and file_sha256(path) != recorded
+            print_json({**loaded.recipe, "found_in": loaded.where, "file_changed": loaded.mismatch})
+        else:
+            sys.stdout.write(render(loaded.recipe, loaded.where) + "\n")
+        if loaded.mismatch:
+            ui.warn(
+                f"{image} is not the file its sidecar describes (its SHA-256 differs): the "
+                "image changed since volccli wrote it, or the sidecar belongs to an earlier "
+                "image of that name"
+            )
 
 
 def render(found: Mapping[str, Any], where: str) -> str:
@@ -157,7 +266,7 @@ def make_rerun() -> Callable[..., None]:
         parameter(
             "image",
             str,
-            help="An image written by volccli.",
+            help="An image written by volccli, or its sidecar (IMAGE.json) as it is.",
             argument=True,
             metavar="IMAGE",
             default=...,
@@ -179,12 +288,15 @@ def run_rerun(options: dict[str, Any]) -> None:
     merged, ui = begin(options)
     options["count"] = 1
     with reported(ui, json_errors=options["json"]):
-        found, where = load_recipe(options["image"])
-        ui.detail(f"recipe from {where}")
+        loaded = load_recipe(options["image"])
+        refuse_mismatch(options["image"], loaded)
+        for note in loaded.notes:
+            ui.note(note)
+        ui.detail(f"recipe from {loaded.where}")
         with Session(ui, connection_flags(merged)) as session:
             from .generate import execute
 
-            request = recipe_request(found, options, session, Path(options["image"]))
+            request = recipe_request(loaded.recipe, options, session, Path(options["image"]))
             execute(request, options, session, ui)
 
 
