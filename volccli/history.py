@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import json
 import sqlite3
+import string
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -188,8 +189,23 @@ def _decode(row: sqlite3.Row) -> dict[str, Any]:
     return out
 
 
+# SQLite keeps integers in 64 bits: a larger LIMIT cannot be bound, and means "all".
+_LIMIT_MAX: Final = 2**63 - 1
+SEARCH_MAX: Final = 4096  # characters; longer text is no search a person means
+_TEXT_SEARCHED: Final = ("prompt", "request_id", "command", "req_key", "task_id")
+_JSON_SEARCHED: Final = ("params", "outputs")
+# Case is ignored for A-Z only, as SQLite's lower() does (built without ICU); the SQL
+# pre-filter lowers both sides, so it never drops a row the exact check would keep.
+_FOLD: Final = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
 def query(path: Path, *, limit: int = 20, search: str = "") -> list[dict[str, Any]]:
-    """Newest first; ``search`` matches prompt, parameters, paths and request id."""
+    """Newest first; at most ``limit`` rows (0 = all).
+
+    ``search`` is literal text (no wildcards), matched ignoring the case of A-Z, in the
+    prompt, command, req_key, request id, task id, and the values (not the names) of the
+    parameters and outputs: what was sent and where it was written.
+    """
     if not path.exists():
         blocker = file_in_the_way(path.parent)
         if blocker is not None:
@@ -199,19 +215,56 @@ def query(path: Path, *, limit: int = 20, search: str = "") -> list[dict[str, An
     sql = "SELECT * FROM requests"
     args: list[Any] = []
     if search:
-        pattern = f"%{search}%"
-        sql += (
-            " WHERE prompt LIKE ? OR params LIKE ? OR outputs LIKE ? OR request_id LIKE ?"
-            " OR command LIKE ? OR req_key LIKE ? OR task_id LIKE ?"
-        )
-        args += [pattern] * 7
+        try:
+            search.encode("utf-8")
+        except UnicodeEncodeError:  # bytes of argv that are not UTF-8: stored text never is
+            return []
+        needle = search.translate(_FOLD)
+        # The JSON columns hold encoded text: a first cheap test on it (every value that
+        # contains the text contains its JSON-escaped form), then the exact test on the
+        # decoded values, so `"` or `:` match what was typed, not the JSON around it.
+        escaped = json.dumps(needle, ensure_ascii=False)[1:-1]
+        tests = [f"instr(lower({name}), lower(?)) > 0" for name in _TEXT_SEARCHED]
+        args += [needle] * len(_TEXT_SEARCHED)
+        for name in _JSON_SEARCHED:
+            tests.append(
+                f"(instr(lower({name}), lower(?)) > 0 AND volccli_values_contain({name}, ?))"
+            )
+            args += [escaped, needle]
+        sql += " WHERE " + " OR ".join(tests)
     sql += " ORDER BY time DESC, id DESC"
     if limit > 0:
         sql += " LIMIT ?"
-        args.append(limit)
+        args.append(min(limit, _LIMIT_MAX))
     with connect(path) as conn:
         conn.row_factory = sqlite3.Row
+        conn.create_function("volccli_values_contain", 2, _values_contain, deterministic=True)
         return [_decode(row) for row in conn.execute(sql, args)]
+
+
+def _values_contain(text: str | None, needle: str) -> bool:
+    """Whether a JSON column's values (names left out) contain ``needle``, A-Z folded."""
+    if text is None:
+        return False
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return needle in text.translate(_FOLD)
+    return any(needle in leaf.translate(_FOLD) for leaf in _leaves(value))
+
+
+def _leaves(value: Any) -> Iterator[str]:
+    """Every string, number and true/false in a decoded JSON value, as text."""
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _leaves(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _leaves(item)
+    elif isinstance(value, str):
+        yield value
+    elif value is not None:
+        yield json.dumps(value)  # true, false, and numbers as they are stored
 
 
 def submission(path: Path, req_key: str, task_id: str) -> dict[str, Any] | None:

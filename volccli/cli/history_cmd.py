@@ -28,7 +28,11 @@ def history(
         str | None,
         typer.Option(
             "--search",
-            help="Only rows whose prompt, parameters, paths or request id contain TEXT.",
+            help=(
+                "Only rows that contain TEXT exactly as typed (no wildcards: % and _ are "
+                "plain characters; the case of A-Z is ignored) in the prompt, command, "
+                "req_key, request or task id, a parameter's value or an output path."
+            ),
             metavar="TEXT",
             show_default=False,
         ),
@@ -43,16 +47,21 @@ def history(
     ui = make_ui(global_options(ctx))
     with reported(ui, json_errors=json_out):
         from ..errors import ConfigError, InputError
-        from ..history import db_path, query
+        from ..history import SEARCH_MAX, db_path, query
 
         if limit < 0:
             raise InputError(f"-n {limit} must be 0 (all) or more", "e.g. -n 50")
+        if search and len(search) > SEARCH_MAX:
+            raise InputError(
+                f"--search is {len(search):,} characters long; at most {SEARCH_MAX:,} are "
+                "searched for",
+                "search for a shorter part of the text",
+            )
         try:
             rows = query(db_path(), limit=limit, search=search or "")
         except NotADirectoryError as exc:
             raise ConfigError(
-                f"cannot read the history at {db_path()}: {exc.filename} is a file, "
-                "not a folder",
+                f"cannot read the history at {db_path()}: {exc.filename} is a file, not a folder",
                 "point VOLCCLI_DATA_DIR at a folder (or unset it)",
             ) from None
         except Exception as exc:  # sqlite3 is imported lazily
