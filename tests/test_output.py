@@ -314,3 +314,18 @@ def test_a_long_name_is_cut_to_fit_a_file_system_name_in_bytes(tmp_path: Path) -
     assert file == "a" * 200
     placed = place(write_temp(tmp_path, b"x"), target_for(tmp_path, name, ".png"), "suffix")
     assert placed is not None and placed.read_bytes() == b"x"
+
+
+def test_an_image_overwritten_without_a_sidecar_takes_its_old_recipe_along(
+    tmp_path: Path,
+) -> None:
+    from volccli.output import drop_replaced_recipe
+    from volccli.recipe import SCHEMA
+
+    image = tmp_path / "same.png"
+    sidecar_path(image).write_text(json.dumps({"schema": SCHEMA, "seed": 1}))
+    drop_replaced_recipe(image)
+    assert not sidecar_path(image).exists()
+    sidecar_path(image).write_text('{"notes": "mine"}')
+    drop_replaced_recipe(image)
+    assert sidecar_path(image).read_text() == '{"notes": "mine"}'

@@ -335,23 +335,10 @@ def test_a_stale_sidecar_gives_way_to_the_recipe_inside_the_image(
     box: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "o"
-    make(capsys, ["txt2img", "first prompt", "--name", "same", "-s", "1", "-o", str(out)])
-    image = make(
-        capsys,
-        [
-            "txt2img",
-            "second prompt",
-            "--name",
-            "same",
-            "-s",
-            "2",
-            "--on-exists",
-            "overwrite",
-            "--no-sidecar",
-            "-o",
-            str(out),
-        ],
-    )
+    first = make(capsys, ["txt2img", "first prompt", "--name", "first", "-s", "1", "-o", str(out)])
+    image = make(capsys, ["txt2img", "second prompt", "--name", "same", "-s", "2", "-o", str(out)])
+    # A sidecar that describes another image (copied over it by a sync tool, say).
+    Path(f"{image}.json").write_bytes(Path(f"{first}.json").read_bytes())
     assert json.loads(Path(f"{image}.json").read_text())["body"]["prompt"] == "first prompt"
     found, where = read_recipe(image)  # what a resumed batch checks its files against
     assert found is not None and found["body"]["prompt"] == "second prompt"
@@ -369,21 +356,11 @@ def test_a_stale_sidecar_alone_is_shown_with_a_warning_and_rerun_refuses_it(
     box: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "o"
-    common = ["--name", "same", "--no-embed", "-o", str(out)]
-    make(capsys, ["txt2img", "first prompt", "-s", "1", *common])
-    image = make(
-        capsys,
-        [
-            "txt2img",
-            "second prompt",
-            "-s",
-            "2",
-            "--on-exists",
-            "overwrite",
-            "--no-sidecar",
-            *common,
-        ],
-    )
+    common = ["--no-embed", "-o", str(out)]
+    first = make(capsys, ["txt2img", "first prompt", "-s", "1", "--name", "first", *common])
+    image = make(capsys, ["txt2img", "second prompt", "-s", "2", "--name", "same", *common])
+    # A sidecar that describes another image (copied over it by a sync tool, say).
+    Path(f"{image}.json").write_bytes(Path(f"{first}.json").read_bytes())
     shown = volccli(capsys, ["inspect", str(image), "--json"])
     assert shown.code == 0 and shown.records[0]["file_changed"] is True
     assert "is not the file its sidecar describes" in shown.err
@@ -426,3 +403,16 @@ def test_inspect_names_what_is_not_a_regular_file(
     refused(volccli(capsys, ["rerun", str(fifo)]), "pipe.png: not a regular file")
     refused(volccli(capsys, ["inspect", str(tmp_path)]), ": a folder")
     refused(volccli(capsys, ["inspect", str(tmp_path / "gone.png")]), "gone.png: no such file")
+
+
+def test_overwriting_an_image_without_a_sidecar_removes_its_old_recipe(
+    box: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    first = make(capsys, ["txt2img", "first prompt", "--name", "same", "-s", "1", "-o", str(out)])
+    assert Path(f"{first}.json").is_file()
+    args = ["txt2img", "second prompt", "--name", "same", "-s", "2", "--on-exists", "overwrite"]
+    image = make(capsys, [*args, "--no-sidecar", "-o", str(out)])
+    assert image == first and not Path(f"{image}.json").exists()
+    shown = volccli(capsys, ["inspect", str(image)])
+    assert shown.code == 0 and "second prompt" in shown.out

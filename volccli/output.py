@@ -222,18 +222,17 @@ def taken(path: Path) -> bool:
     if path.exists():
         return True
     side = sidecar_path(path)
-    return side.exists() and not _stale_recipe(side)
+    # A recipe of ours without its image describes an image that was deleted: the next
+    # image of that name may replace it rather than take a -1 name beside it. Any other
+    # file of that name is somebody's, and holds the name.
+    return side.exists() and not _is_recipe(side)
 
 
 _RECIPE_MAX_BYTES = 1024 * 1024
 
 
-def _stale_recipe(side: Path) -> bool:
-    """A sidecar volccli wrote for an image that has since been deleted.
-
-    It describes nothing any more, so the next image of that name may replace it rather
-    than take a ``-1`` name beside it; any other file of that name is left alone.
-    """
+def _is_recipe(side: Path) -> bool:
+    """True for a recipe sidecar volccli wrote (its schema says so), not anybody's file."""
     import json  # here: only a name held by a leftover sidecar needs it
 
     try:
@@ -245,6 +244,14 @@ def _stale_recipe(side: Path) -> bool:
     return isinstance(recipe, dict) and str(recipe.get("schema", "")).startswith(
         RECIPE_SCHEMA_FAMILY
     )
+
+
+def drop_replaced_recipe(image: Path) -> None:
+    """After an image was overwritten without a new sidecar: its old recipe describes
+    the image that is gone, so it goes too (a file that is not a recipe stays)."""
+    side = sidecar_path(image)
+    if _is_recipe(side):
+        side.unlink(missing_ok=True)
 
 
 def candidates(target: Path) -> Iterable[Path]:

@@ -452,6 +452,8 @@ class Runner:
             placed = output.place(tmp, target, spec.on_exists)
         finally:
             tmp.unlink(missing_ok=True)
+        if placed is not None and not spec.sidecar and spec.on_exists == "overwrite":
+            output.drop_replaced_recipe(placed)
         if placed is not None and spec.sidecar:
             file_info = {
                 "name": placed.name,
