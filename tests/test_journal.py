@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from volccli.errors import ExitCode, InputError
-from volccli.journal import Journal, batch_hash
+from volccli.journal import Journal, batch_hash, batch_identity
 
 
 def sha(path: Path) -> str:
@@ -30,7 +30,7 @@ def test_records_replay_into_the_state_of_each_job(tmp_path: Path) -> None:
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["type"] for r in records] == ["header", "start", "task", "start", "done"]
     assert records[0]["batch"] == "jobs.jsonl"
-    assert records[0]["batch_hash"] == batch_hash("jobs.jsonl")
+    assert records[0]["batch_hash"] == batch_hash(batch_identity("jobs.jsonl"))
     assert records[1]["row"] == 1 and records[1]["identity"] == "k1"
 
     again = Journal.open(path, "jobs.jsonl")

@@ -8,6 +8,7 @@ raised, so every bad line of a file is reported in one go.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from collections.abc import Callable
@@ -50,6 +51,46 @@ class BatchFile:
     base_dir: Path  # relative image paths start here
     rows: list[Row]
     problems: list[Problem]
+    # Which batch this is, for the journal: a file by its resolved path (editing a row
+    # and running again resumes), stdin by its content (stdin has no other name).
+    identity: str = ""
+
+
+class _RowProblem(Exception):
+    """Raised inside the JSON parser for a value that parses but must not be read."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads would keep the last of two equal keys and drop the other in silence.
+    row: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in row:
+            raise _RowProblem(f"the key {key!r} appears twice in one object (only one can count)")
+        row[key] = value
+    return row
+
+
+def _constant(name: str) -> Any:
+    # json.loads reads NaN and Infinity, which no JSON encoder (nor the API) accepts.
+    raise _RowProblem(f"{name} is not a JSON number; give a finite number")
+
+
+_DECODER: Final = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_constant)
+_LENIENT: Final = json.JSONDecoder()  # only to find where a refused value ends
+
+
+class CsvError(Exception):
+    """A CSV whose quoting is broken: where its rows end is unknown, so none is trusted."""
+
+    def __init__(self, line: int, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+        self.hint = hint
 
 
 def read_batch(source: str, fmt: str | None, read_stdin: Callable[[], bytes]) -> BatchFile:
@@ -58,9 +99,11 @@ def read_batch(source: str, fmt: str | None, read_stdin: Callable[[], bytes]) ->
         raise InputError(f"--format {fmt!r} is not jsonl or csv", "use --format jsonl or csv")
     if source == "-":
         raw, label, base = read_stdin(), "<stdin>", Path.cwd()
+        identity = f"<stdin> sha256:{hashlib.sha256(raw).hexdigest()}"
     else:
         path = Path(source).expanduser()
         label, base = source, path.resolve().parent
+        identity = str(path.resolve())
         try:
             raw = path.read_bytes()
         except IsADirectoryError:
@@ -78,13 +121,18 @@ def read_batch(source: str, fmt: str | None, read_stdin: Callable[[], bytes]) ->
         ) from None
     if fmt is None:  # stdin or an unknown extension: JSON starts with an object or array
         fmt = "jsonl" if text.lstrip().startswith(("{", "[")) else "csv"
-    rows, problems = (_jsonl if fmt == "jsonl" else _csv)(text)
+    try:
+        rows, problems = (_jsonl if fmt == "jsonl" else _csv)(text)
+    except CsvError as error:
+        raise InputError(
+            f"{label}:{error.line}: {error.message}; nothing was sent", error.hint
+        ) from None
     if not rows and not problems:
         raise InputError(
             f"{label} has no jobs",
             'add one job per line, e.g. {"command": "txt2img", "prompt": "a red fox"}',
         )
-    return BatchFile(label, base, rows, problems)
+    return BatchFile(label, base, rows, problems, identity)
 
 
 def _jsonl(text: str) -> tuple[list[Row], list[Problem]]:
@@ -100,7 +148,15 @@ def _jsonl(text: str) -> tuple[list[Row], list[Problem]]:
         if not stripped or stripped.startswith("#"):
             continue
         try:
-            value = json.loads(stripped)
+            value = _DECODER.decode(stripped)
+        except _RowProblem as problem:
+            try:  # a line that is not JSON at all says so, whatever came first
+                _LENIENT.decode(stripped)
+            except ValueError as exc:
+                problems.append(Problem(number, f"not JSON ({exc})"))
+            else:
+                problems.append(Problem(number, problem.message))
+            continue
         except ValueError as exc:
             problems.append(Problem(number, f"not JSON ({exc})"))
             continue
@@ -127,7 +183,6 @@ def _add(rows: list[Row], problems: list[Problem], line: int, value: Any) -> Non
 
 def _json_document(text: str) -> tuple[list[Row], list[Problem]] | None:
     """The rows of an array of objects or of a stream of JSON values; None if not JSON."""
-    decoder = json.JSONDecoder()
     rows: list[Row] = []
     problems: list[Problem] = []
     end = len(text)
@@ -148,8 +203,14 @@ def _json_document(text: str) -> tuple[list[Row], list[Problem]] | None:
             return rows, problems  # [] : no jobs
     try:
         while pos < end:
-            value, after = decoder.raw_decode(text, pos)
-            _add(rows, problems, line_of(pos), value)
+            try:
+                value, after = _DECODER.raw_decode(text, pos)
+            except _RowProblem as problem:
+                # A readable value with a refused part: report it, go on after it.
+                problems.append(Problem(line_of(pos), problem.message))
+                after = _LENIENT.raw_decode(text, pos)[1]
+            else:
+                _add(rows, problems, line_of(pos), value)
             pos = skip(after)
             if in_array:
                 if pos < end and text[pos] == ",":
@@ -174,7 +235,9 @@ def _delimiter(text: str) -> str:
 
 
 def _csv(text: str) -> tuple[list[Row], list[Problem]]:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
+    # strict: an unclosed quote is an error instead of swallowing the rest of the file
+    # into one value, and so is text after a closing quote ("a"b).
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text), strict=True)
     rows: list[Row] = []
     problems: list[Problem] = []
     header: list[str] | None = None
@@ -185,8 +248,7 @@ def _csv(text: str) -> tuple[list[Row], list[Problem]]:
         except StopIteration:
             break
         except csv.Error as exc:
-            problems.append(Problem(start, f"malformed CSV ({exc})"))
-            break
+            raise _csv_error(start, reader.line_num, str(exc)) from None
         if not any(cell.strip() for cell in cells):
             continue
         if header is None:
@@ -210,3 +272,17 @@ def _csv(text: str) -> tuple[list[Row], list[Problem]]:
         }
         rows.append(Row(start, values, text=True))
     return rows, problems
+
+
+def _csv_error(start: int, line: int, detail: str) -> CsvError:
+    if detail == "unexpected end of data":
+        return CsvError(
+            start,
+            "a quote opened in this row is never closed (the rest of the file would be one value)",
+            'close the quote; write a quote inside a quoted value as ""',
+        )
+    return CsvError(
+        line,
+        f"malformed CSV ({detail})",
+        'quote a value that holds the separator or a quote, and write a quote inside it as ""',
+    )

@@ -4,21 +4,24 @@ A row names a command (or a req_key), its fields under the flag names or the bod
 names, its images (relative to the batch file), and optionally ``name``, ``output_dir``
 and ``count``. Each row goes through ``build.build_request`` and ``runner.plan`` exactly
 like a single command, so a batch checks everything a command checks, and all of it
-before the first request is sent.
+before the first request is sent. Two differences: a row's prompt is sent as written
+('-' and '@FILE' are command-line conventions; ``prompt_file`` reads a file beside the
+batch file), and numbers or true/false may be written as text in JSON as in CSV.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from . import output
 from .batchfile import BatchFile, Problem, Row
-from .build import Stdin, build_request
+from .build import TEXT_FIELDS, Stdin, build_request, read_file_text
 from .config import Resolved
 from .errors import InputError, VolccliError
 from .journal import Journal, file_sha256
@@ -31,6 +34,12 @@ ROW_OPTIONS: Final = ("on_exists", "fit", "no_validate")
 _BODY_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
+# Numbers written as text (every CSV value, and JSON "2"): plain ASCII notation only, so
+# that "1_000", "٣" or "nan", which Python's int() and float() would take, are refused.
+_INT_TEXT = re.compile(r"[+-]?[0-9]+(?:\.0*)?")
+_FLOAT_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# A row key NAME_file reads the text field NAME from a file (prompt_file, negative_prompt_file).
+FILE_SUFFIX: Final = "_file"
 
 
 @dataclass
@@ -105,8 +114,40 @@ def _names_of(kind: Kind) -> dict[str, Field | ImageSlot]:
     return names
 
 
+def _int(value: Any) -> int:
+    """A whole number from JSON (2, 2.0) or text ("2", " 2 ", "2.0"); ValueError if not."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
+        return int(value.strip().split(".")[0])
+    raise ValueError(value)
+
+
+def _float(value: Any) -> float:
+    """A finite number from JSON or text; ValueError if not (1e999 is not finite)."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+        number = float(value.strip())
+    else:
+        raise ValueError(value)
+    if not math.isfinite(number):
+        raise ValueError(value)
+    return number
+
+
 def _typed(f: Field, value: Any, key: str) -> Any:
-    """A row value as the field's type: CSV text, or JSON of a near type."""
+    """A row value as the field's type: CSV text, or JSON of a near type.
+
+    Numbers and true/false are read the same from JSON and from text, so a JSON row may
+    write "steps": "20" as a CSV must.
+    """
     if f.choices is not None:
         if isinstance(value, str) and value not in f.choices:
             try:
@@ -124,29 +165,69 @@ def _typed(f: Field, value: Any, key: str) -> Any:
                 return text.lower() in _TRUE
             raise ValueError
         if f.type == "int":
-            if isinstance(value, bool):
-                raise ValueError
-            if isinstance(value, int):
-                return value
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            if text is not None:
-                return int(text)
-            raise ValueError
+            return _int(value)
         if f.type == "float":
-            if isinstance(value, bool):
-                raise ValueError
-            if isinstance(value, (int, float)):
-                return float(value)
-            if text is not None:
-                return float(text)
-            raise ValueError
+            return _float(value)
     except ValueError:
         wanted = {"bool": "true or false", "int": "an integer", "float": "a number"}[f.type]
         raise InputError(f"{key} {value!r} is not {wanted}", f"give {key} as {wanted}") from None
     if not isinstance(value, str):
         raise InputError(f"{key} {value!r} is not text", f"give {key} as a string")
     return value
+
+
+def _text(value: Any, key: str) -> str:
+    """A prompt as the row writes it: text, sent as is.
+
+    On the command line a prompt of '-' reads stdin and '@FILE' reads a file; a batch
+    row's text is data, not an argument, so "@home" is the prompt "@home" (files are
+    asked for explicitly, with NAME_file).
+    """
+    if not isinstance(value, str):
+        raise InputError(f"{key} {value!r} is not text", f"give {key} as a string")
+    if not value.strip():
+        raise InputError(f"{key} is empty", 'give some text, e.g. "a red bicycle"')
+    if any("\ud800" <= ch <= "\udfff" for ch in value):  # JSON "\udc80" parses to one
+        raise InputError(
+            f"{key} holds a lone UTF-16 surrogate, which is not text",
+            "write the character itself, or a complete \\uXXXX\\uXXXX pair",
+        )
+    return value
+
+
+def _escapes(value: str) -> bool:
+    """An absolute path, a home folder or a '..': a path that may leave its folder."""
+    return (
+        value.startswith(("/", "\\", "~"))
+        or re.match(r"^[A-Za-z]:", value) is not None
+        or ".." in re.split(r"[/\\]", value)
+    )
+
+
+def _text_file(value: Any, key: str, base_dir: Path) -> str:
+    """The text of a NAME_file value: a file in the batch file's folder (or under it).
+
+    Any text file is sent as the prompt, so a batch file may only name its own files,
+    not e.g. ~/.ssh/id_rsa: no absolute path, '~' or '..', nor a link leading out.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{key} must be a file name", f'e.g. "{key}": "prompts/fox.txt"')
+    outside = InputError(
+        f"{key} {value!r} is outside the batch file's folder ({base_dir})",
+        "keep the text file beside the batch file (or in a folder under it) and give "
+        "its path relative to the batch file",
+    )
+    if _escapes(value):
+        raise outside
+    path = base_dir / value
+    try:
+        inside = path.resolve().is_relative_to(base_dir.resolve())
+    except (OSError, RuntimeError):  # a link loop: reading it fails the same way below
+        inside = True
+    if not inside:
+        raise outside
+    text = read_file_text(str(path), key, given=value)
+    return _text(text, f"{key} {value}")
 
 
 def _images(slot: ImageSlot, value: Any, key: str, text: bool) -> str | list[str]:
@@ -164,32 +245,49 @@ def _images(slot: ImageSlot, value: Any, key: str, text: bool) -> str | list[str
     raise InputError(f"{key} must be a path or URL (or a list of them)", 'e.g. "image": "in.png"')
 
 
+class RowPlan(NamedTuple):
+    kind: Kind
+    options: dict[str, Any]  # for build_request
+    name: str  # the row's name column
+    # Text fields by body name, exactly as the row gives them: build_request reads '-'
+    # and '@FILE' in text as the command line does, so these go onto the request after.
+    texts: dict[str, str]
+
+
 def row_options(
-    row: Row, defaults: Mapping[str, Any], batch_out: Path
-) -> tuple[Kind, dict[str, Any], str]:
-    """(kind, build_request options, the row's name) of one row."""
+    row: Row, defaults: Mapping[str, Any], batch_out: Path, base_dir: Path | None = None
+) -> RowPlan:
+    """What one row asks for; ``base_dir`` is where its relative file names start."""
     values = row.values
     kind, req_key = row_kind(values)
     options = dict(defaults)
     options["req_key"] = req_key or None
     sets = list(defaults.get("sets") or [])
     names = _lookup(kind)
+    texts: dict[str, str] = {}
+    # Which key set each field or image: two names for one thing (steps and ddim_steps,
+    # prompt and prompt_file) would otherwise leave the last one winning in silence.
+    given: dict[str, str] = {}
+
+    def claim(target: str, key: str) -> None:
+        earlier = given.setdefault(target, key)
+        if earlier != key:
+            raise InputError(
+                f"{earlier} and {key} both set {target}", f"keep one of {earlier} and {key}"
+            )
+
     for key, value in values.items():
         if key in ("command", "req_key") or value is None:
             continue
         if key == "name":
-            if not isinstance(value, (str, int)):
+            if not isinstance(value, (str, int)) or isinstance(value, bool):
                 raise InputError("name must be text", 'e.g. "name": "hero-banner"')
             continue
         if key == "output_dir":
             if not isinstance(value, str) or not value.strip():
                 raise InputError("output_dir must be a folder name", 'e.g. "output_dir": "banners"')
             # A row's folder stays inside -o: no absolute path, no home folder, no '..'.
-            if (
-                value.startswith(("/", "\\", "~"))
-                or re.match(r"^[A-Za-z]:", value)
-                or ".." in re.split(r"[/\\]", value)
-            ):
+            if _escapes(value):
                 raise InputError(
                     f"output_dir {value!r} is outside the output folder",
                     'give a folder inside -o, e.g. "output_dir": "banners"',
@@ -198,10 +296,10 @@ def row_options(
             continue
         if key == "count":
             try:
-                count = int(value) if not isinstance(value, bool) else 0
-            except (TypeError, ValueError):
+                count = _int(value)
+            except ValueError:
                 count = 0
-            if count < 1 or str(count) != str(value).strip():
+            if count < 1:
                 raise InputError(f"count {value!r} is not a whole number of at least 1", "e.g. 2")
             options["count"] = count
             continue
@@ -220,9 +318,23 @@ def row_options(
             options[key] = _option(key, value)
             continue
         target = names.get(key)
+        from_file = None
+        if target is None and key.endswith(FILE_SUFFIX):
+            from_file = names.get(key.removesuffix(FILE_SUFFIX))
+            target = from_file if _is_text(from_file) else None
         if isinstance(target, ImageSlot):
+            claim(target.name, key)
             options[target.name] = _images(target, value, key, row.text)
+        elif isinstance(target, Field) and target.name in TEXT_FIELDS:
+            claim(target.name, key)
+            if from_file is not None:
+                text = _text_file(value, key, base_dir or Path.cwd())
+            else:
+                text = _text(value, key)
+            texts[target.name] = text
+            options[target.param] = _stand_in(text)
         elif target is not None:
+            claim(target.name, key)
             options[target.param] = _typed(target, value, key)
         elif _BODY_KEY.match(key):
             # Any other name is a body field, exactly like --set KEY=VALUE.
@@ -234,7 +346,19 @@ def row_options(
             )
     options["sets"] = sets
     name = values.get("name")
-    return kind, options, "" if name is None else str(name)
+    return RowPlan(kind, options, "" if name is None else str(name), texts)
+
+
+def _is_text(target: Field | ImageSlot | None) -> bool:
+    return isinstance(target, Field) and target.name in TEXT_FIELDS
+
+
+def _stand_in(text: str) -> str:
+    """What build_request gets for a row's text: its '@@…' reads back as '@…'; '-'
+    (stdin there) has no such spelling and is put back on the request afterwards."""
+    if text == "-":
+        return "@@-"
+    return "@" + text if text.startswith("@") else text
 
 
 def _option(key: str, value: Any) -> Any:
@@ -273,12 +397,13 @@ def plan_batch(
     seen: dict[str, int] = {}
     for row in batch.rows:
         try:
-            kind, options, name = row_options(row, defaults, batch_out)
+            kind, options, name, texts = row_options(row, defaults, batch_out, batch.base_dir)
             if name and not options.get("name") and not resolved.get("name"):
                 options["name"] = row_name_template(int(options.get("count") or 1))
             request = build_request(
                 kind, options, resolved, stdin=stdin, base_dir=batch.base_dir, notes=notes
             )
+            request.values.update(texts)  # the rows' text as written
             request.row = row.line
             request.name = name
             planned = plan(request)

@@ -12,7 +12,9 @@ whose ``done`` record a power cut took is found again by its recipe on resume. `
 is not flushed: without a ``done`` after it, a job is sent again either way.
 Later records of a job override earlier ones. A torn last line (a kill in the middle of
 a write) is ignored. The file is locked while a batch runs, so two batches cannot
-interleave their records in one journal.
+interleave their records in one journal. A journal starts with a header naming its
+batch; an existing file without one (an image given to --journal by mistake) is refused
+before a byte is written to it.
 """
 
 from __future__ import annotations
@@ -38,10 +40,15 @@ Flush = Literal["now", "soon", "never"]
 _CHUNK = 1024 * 1024
 
 
-def batch_hash(batch: str) -> str:
-    """Which batch file a journal belongs to: the hash of its resolved path."""
-    where = "<stdin>" if batch == "-" else str(Path(batch).expanduser().resolve())
-    return hashlib.sha256(where.encode()).hexdigest()
+def batch_identity(batch: str) -> str:
+    """A batch file's identity: its resolved path (batchfile.BatchFile.identity)."""
+    return str(Path(batch).expanduser().resolve())
+
+
+def batch_hash(identity: str) -> str:
+    """Which batch a journal belongs to: the hash of its identity (a resolved path, or
+    the content hash of a batch read from stdin)."""
+    return hashlib.sha256(identity.encode()).hexdigest()
 
 
 def file_sha256(path: Path) -> str:
@@ -75,10 +82,12 @@ class Journal:
     _flusher: Periodic | None = field(default=None, repr=False)
 
     @classmethod
-    def open(cls, path: Path, batch: str) -> Journal:
-        """Open (or create) the journal of ``batch``; refuse one that belongs to another."""
+    def open(cls, path: Path, batch: str, identity: str = "") -> Journal:
+        """Open (or create) the journal of ``batch`` (its label in messages; ``identity``
+        says which batch it is, by default its resolved path). Refuse a journal that
+        belongs to another batch, and any other file, before writing a byte to it."""
         journal = cls(path, batch)
-        wanted = batch_hash(batch)
+        wanted = batch_hash(identity or batch_identity(batch))
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
@@ -90,7 +99,9 @@ class Journal:
         journal._fd = fd
         try:
             _lock_file(fd, path)
-            records = journal._read()
+            raw = journal._raw()
+            _check_is_journal(path, raw)
+            records = journal._records(raw)
             header = records[0] if records else None
             if header is None:
                 journal._append(
@@ -102,10 +113,12 @@ class Journal:
                         "volccli": __version__,
                     }
                 )
-            elif header.get("type") != "header" or header.get("batch_hash") != wanted:
+            elif header.get("batch_hash") != wanted:
+                other = str(header.get("batch") or "unknown")
+                if other == batch:  # two batches piped in: same label, other content
+                    other += ", with other content"
                 raise InputError(
-                    f"the journal {path} belongs to another batch file "
-                    f"({header.get('batch', 'unknown')}), not {batch}",
+                    f"the journal {path} belongs to another batch file ({other}), not {batch}",
                     "use another -o or --journal for this batch, or delete that journal to "
                     "start over",
                 )
@@ -116,10 +129,12 @@ class Journal:
             raise
         return journal
 
-    def _read(self) -> list[dict[str, Any]]:
+    def _raw(self) -> bytes:
         with open(self._fd, "rb", closefd=False) as handle:
             handle.seek(0)
-            raw = handle.read()
+            return handle.read()
+
+    def _records(self, raw: bytes) -> list[dict[str, Any]]:
         if raw and not raw.endswith(b"\n"):
             # A record torn by a kill: end it so the next record starts on its own line.
             os.write(self._fd, b"\n")
@@ -278,6 +293,36 @@ class Journal:
         os.close(fd)  # closing also drops the lock
         if self._flush_error is not None:
             raise self._write_error(self._flush_error)
+
+
+def _check_is_journal(path: Path, raw: bytes) -> None:
+    """Refuse a file that is not empty and does not start with a journal's header.
+
+    Records are appended, so opening any other file (a --journal typo naming an image,
+    the batch file itself) would write JSON onto its end.
+    """
+    first = next((line for line in raw.splitlines() if line.strip()), None)
+    if first is None:
+        return  # new (or empty): the header is written next
+    try:
+        header = json.loads(first)
+    except ValueError:
+        header = None
+    if isinstance(header, dict) and header.get("type") == "header":
+        schema = header.get("schema")
+        if schema == SCHEMA:
+            return
+        if isinstance(schema, str) and schema.startswith("volccli.journal/"):
+            raise InputError(
+                f"the journal {path} was written by another volccli version ({schema})",
+                "use another -o or --journal, or finish that batch with the volccli that "
+                "started it",
+            )
+    raise InputError(
+        f"{path} is not a volccli journal (its records would be appended to it); "
+        "nothing was written",
+        "give --journal a new file name, or the journal of an earlier run of this batch",
+    )
 
 
 def _lock_file(fd: int, path: Path) -> None:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import typer
 
@@ -31,6 +31,7 @@ from .options import (
 from .signatures import CONTEXT, begin, connection_flags, signature_command
 
 if TYPE_CHECKING:
+    from ..batchfile import BatchFile
     from ..batchreport import Reporter
     from ..jobs import BatchJob
     from ..ratelimit import AdaptiveLimiter
@@ -46,7 +47,9 @@ EPILOG = (
     "Row keys: command (txt2img, edit, outpaint, product-style, controlnet, call) or "
     "req_key; fields by flag name (steps, width, watermark_position) or body name "
     "(ddim_steps, logo_info); images (image, mask, ref, control) relative to the file; "
-    "name, output_dir, count. Any other key is a body field, like --set. "
+    "name, output_dir, count. A prompt is sent as written (no @FILE or -); prompt_file "
+    "(negative_prompt_file) reads one from a file beside the batch file. Any other key is "
+    "a body field, like --set. "
     'Example: {"command": "txt2img", "prompt": "a red fox", "name": "fox", "count": 2}'
 )
 
@@ -172,6 +175,32 @@ def _setting(options: dict[str, Any], session: Session, name: str) -> Any:
     return session.resolved.get(name) if value is None else value
 
 
+# The slowest rate a batch may ask for: the limiter spaces requests 1/qps seconds apart,
+# and a tiny rate (1e-300) would be a wait longer than the platform's clock can count.
+MIN_QPS: Final = 0.001
+
+
+def _qps(session: Session, given: float | None) -> float:
+    """--qps (or the setting qps): 0 (no limit) or at least MIN_QPS."""
+    from ..errors import ConfigError, InputError
+    from ..settings import DEFAULT_PROFILE
+
+    qps = float(session.resolved.pick("qps", given))
+    if qps == 0 or qps >= MIN_QPS:
+        return qps
+    wanted = f"0 (no limit) or at least {MIN_QPS:g} (one request per {1 / MIN_QPS:g} s)"
+    if given is not None:
+        raise InputError(f"--qps {qps:g} must be {wanted}", f"e.g. --qps {MIN_QPS:g}")
+    source = session.resolved.source("qps")
+    if source.startswith("env "):
+        fix = f"set {source.removeprefix('env ')} to e.g. {MIN_QPS:g}, or unset it"
+    else:
+        profile = session.resolved.profile
+        option = "" if profile == DEFAULT_PROFILE else f" --profile {profile}"
+        fix = f"run `volccli config set{option} qps {MIN_QPS:g}`, or give --qps for this run"
+    raise ConfigError(f"qps {qps:g} (from {source}) must be {wanted}", fix)
+
+
 def _run(options: dict[str, Any], session: Session, ui: UI) -> int:
     from ..batchfile import read_batch
     from ..build import Stdin
@@ -181,7 +210,7 @@ def _run(options: dict[str, Any], session: Session, ui: UI) -> int:
     from ..tasks import PollPolicy
 
     workers = int(session.resolved.pick("jobs", options.get("jobs")))
-    qps = float(session.resolved.pick("qps", options.get("qps")))
+    qps = _qps(session, options.get("qps"))
     # Checked now: the runners are made only after the journal is created.
     PollPolicy(options["poll_interval"], timeout=options["wait_timeout"])
     FilterPolicy.parse(options["on_filtered"])
@@ -217,11 +246,11 @@ def _run(options: dict[str, Any], session: Session, ui: UI) -> int:
 
         show_requests([item.job for item in jobs], options, session, ui)
         return int(ExitCode.BATCH_FAILED) if problems else 0
-    return _execute(batch.label, options, jobs, problems, session, ui, batch_out, workers, qps)
+    return _execute(batch, options, jobs, problems, session, ui, batch_out, workers, qps)
 
 
 def _execute(
-    label: str,
+    batch: BatchFile,
     options: dict[str, Any],
     jobs: list[BatchJob],
     problems: list[Any],
@@ -240,17 +269,19 @@ def _execute(
     from ..ratelimit import AdaptiveLimiter
 
     started = time.monotonic()
-    for folder in dict.fromkeys(item.job.request.output.folder for item in jobs):
-        if folder is not None:
-            ensure_folder(folder)
-    ensure_folder(batch_out)
     journal_path = (
         Path(options["journal"]).expanduser() if options["journal"] else (batch_out / JOURNAL_NAME)
     )
-    limiter = AdaptiveLimiter(qps, max_in_flight=workers)
-    client = _client(session, limiter, workers)
-    journal = Journal.open(journal_path, label)
+    # First: a --journal that must be refused (another batch's, or not a journal at all)
+    # leaves no output folders behind.
+    journal = Journal.open(journal_path, batch.label, batch.identity)
     try:
+        for folder in dict.fromkeys(item.job.request.output.folder for item in jobs):
+            if folder is not None:
+                ensure_folder(folder)
+        ensure_folder(batch_out)
+        limiter = AdaptiveLimiter(qps, max_in_flight=workers)
+        client = _client(session, limiter, workers)
         # The journal's lock is held: temp files of a killed earlier run can go.
         swept = sweep_stale_temps(batch_out)
         if swept:
@@ -258,7 +289,7 @@ def _execute(
         resume(jobs, journal, force=options["force"])
         reporter = Reporter(
             ui,
-            label,
+            batch.label,
             json_lines=options["json"],
             null=options["null"],
             limiter_state=lambda: _limiter_state(limiter),
@@ -269,7 +300,7 @@ def _execute(
                 ran=False,
             )
         leave = threading.Event()
-        runner, fetcher = _runners(client, options, session, label, leave)
+        runner, fetcher = _runners(client, options, session, batch.label, leave)
         engine = Engine(
             runner, fetcher, journal, reporter, workers, options["fail_fast"], leave=leave
         )
