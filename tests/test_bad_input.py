@@ -277,7 +277,9 @@ def test_stdin_can_feed_only_one_argument(fresh_sandbox: Sandbox, files: Path) -
         input="a prompt from stdin",
         env={"VOLCCLI_API_KEY": API_KEY},
     )
-    check_refused(result, ExitCode.USAGE, ["PROMPT and IMAGE both ask to read stdin"], files, before)
+    check_refused(
+        result, ExitCode.USAGE, ["PROMPT and IMAGE both ask to read stdin"], files, before
+    )
     assert api_requests(fresh_sandbox) == 0
 
 

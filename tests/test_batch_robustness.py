@@ -423,9 +423,11 @@ def test_a_too_slow_rate_from_the_environment_is_a_config_error(
     run = volccli(capsys, ["batch", str(jobs), "-o", str(tmp_path / "out")])
     assert run.code == 3
     line = one_error_line(run.err)
-    assert "env VOLCCLI_QPS" in line and "unset it" in line
+    assert "VOLCCLI_QPS=1e-9" in line and "unset it" in line
     assert nothing_sent(box)
-    # The flag wins over the environment, and the slowest allowed rate runs.
+    # A bad setting is refused whatever the flags say (README: "used or not"); without
+    # it, the slowest allowed rate runs.
+    monkeypatch.delenv("VOLCCLI_QPS")
     slowest = volccli(capsys, ["batch", str(jobs), "-o", str(tmp_path / "out"), "--qps", "0.001"])
     assert slowest.code == 0, slowest.err
     assert box.stats()["billed"] == 1

@@ -62,6 +62,18 @@ def _check_folder(value: str) -> None:
         )
 
 
+# The slowest rate a batch may ask for: the limiter spaces requests 1/qps seconds apart,
+# and a tiny rate (1e-300) would be a wait longer than the platform's clock can count.
+MIN_QPS: Final = 0.001
+
+
+def _check_qps(value: float) -> None:
+    if 0 < value < MIN_QPS:
+        raise BadValue(
+            f"must be 0 (no limit) or at least {MIN_QPS:g} (one request per {1 / MIN_QPS:g} s)"
+        )
+
+
 class Setting(NamedTuple):
     name: str
     type: type
@@ -135,6 +147,7 @@ SETTINGS: Final[dict[str, Setting]] = {
             "Client-side request rate limit (requests per second).",
             5.0,
             bounds=Bounds(0, note="0 = no limit"),
+            check=_check_qps,
         ),
         Setting("jobs", int, "Requests in flight at once in a batch.", 4, bounds=Bounds(1)),
         Setting("output_dir", str, "Default output folder.", ".", check=_check_folder),

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -175,32 +175,6 @@ def _setting(options: dict[str, Any], session: Session, name: str) -> Any:
     return session.resolved.get(name) if value is None else value
 
 
-# The slowest rate a batch may ask for: the limiter spaces requests 1/qps seconds apart,
-# and a tiny rate (1e-300) would be a wait longer than the platform's clock can count.
-MIN_QPS: Final = 0.001
-
-
-def _qps(session: Session, given: float | None) -> float:
-    """--qps (or the setting qps): 0 (no limit) or at least MIN_QPS."""
-    from ..errors import ConfigError, InputError
-    from ..settings import DEFAULT_PROFILE
-
-    qps = float(session.resolved.pick("qps", given))
-    if qps == 0 or qps >= MIN_QPS:
-        return qps
-    wanted = f"0 (no limit) or at least {MIN_QPS:g} (one request per {1 / MIN_QPS:g} s)"
-    if given is not None:
-        raise InputError(f"--qps {qps:g} must be {wanted}", f"e.g. --qps {MIN_QPS:g}")
-    source = session.resolved.source("qps")
-    if source.startswith("env "):
-        fix = f"set {source.removeprefix('env ')} to e.g. {MIN_QPS:g}, or unset it"
-    else:
-        profile = session.resolved.profile
-        option = "" if profile == DEFAULT_PROFILE else f" --profile {profile}"
-        fix = f"run `volccli config set{option} qps {MIN_QPS:g}`, or give --qps for this run"
-    raise ConfigError(f"qps {qps:g} (from {source}) must be {wanted}", fix)
-
-
 def _run(options: dict[str, Any], session: Session, ui: UI) -> int:
     from ..batchfile import read_batch
     from ..build import Stdin
@@ -210,7 +184,7 @@ def _run(options: dict[str, Any], session: Session, ui: UI) -> int:
     from ..tasks import PollPolicy
 
     workers = int(session.resolved.pick("jobs", options.get("jobs")))
-    qps = _qps(session, options.get("qps"))
+    qps = float(session.resolved.pick("qps", options.get("qps")))
     # Checked now: the runners are made only after the journal is created.
     PollPolicy(options["poll_interval"], timeout=options["wait_timeout"])
     FilterPolicy.parse(options["on_filtered"])
