@@ -60,6 +60,11 @@ def read_text(value: str, what: str, stdin: Stdin, base_dir: Path | None = None)
         return read_file_text(value[1:], what, base_dir, given=value)
     if value.startswith("@@"):
         value = value[1:]
+    return _valid_text(value, what)
+
+
+def _valid_text(value: str, what: str) -> str:
+    # Bytes that were not UTF-8 on the command line arrive as lone surrogates.
     if any("\udc80" <= ch <= "\udcff" for ch in value):
         raise InputError(f"{what} is not valid UTF-8", "re-type it or pass it with @FILE")
     return value
@@ -161,13 +166,13 @@ def output_spec(options: Mapping[str, Any], resolved: Resolved, count: int) -> O
     return OutputSpec(Path(os.path.expanduser(folder)), template, on_exists, sidecar, embed)  # type: ignore[arg-type]  # checked above
 
 
-def _one_stdin_reader(kind: Kind, options: Mapping[str, Any]) -> None:
+def _one_stdin_reader(kind: Kind, options: Mapping[str, Any], literal_text: bool) -> None:
     """Refuse two '-' arguments before either is read: the first would take the bytes
     meant for the other (an image read as the prompt's text)."""
     wanting = [
         f.metavar or f"--{f.option}"
         for f in kind.fields
-        if f.name in TEXT_FIELDS and options.get(f.param) == "-"
+        if f.name in TEXT_FIELDS and options.get(f.param) == "-" and not literal_text
     ]
     for slot in kind.slots:
         raw = options.get(slot.name)
@@ -191,8 +196,13 @@ def build_request(
     stdin: Stdin | None = None,
     base_dir: Path | None = None,
     notes: list[str] | None = None,
+    literal_text: bool = False,
 ) -> Request:
-    """Check every value and input of one command (or batch row) and make its Request."""
+    """Check every value and input of one command (or batch row) and make its Request.
+
+    ``literal_text`` (batch rows) takes prompts as written: '-' and '@FILE' read stdin
+    and files only on the command line.
+    """
     stdin = stdin or Stdin()
     notes = notes if notes is not None else []
     req_key = kind.req_key or str(options.get("req_key") or "").strip()
@@ -201,12 +211,16 @@ def build_request(
     # `or 1` would turn -n 0 into one (billed) image; plan() refuses counts below 1.
     raw_count = options.get("count")
     count = 1 if raw_count is None or raw_count == "" else int(raw_count)
-    _one_stdin_reader(kind, options)
+    _one_stdin_reader(kind, options, literal_text)
     values: dict[str, Any] = {}
     for f in kind.fields:
         value = options.get(f.param)
         if isinstance(value, str) and f.name in TEXT_FIELDS:
-            value = read_text(value, f.metavar or f"--{f.option}", stdin, base_dir)
+            what = f.metavar or f"--{f.option}"
+            if literal_text:
+                value = _valid_text(value, what)
+            else:
+                value = read_text(value, what, stdin, base_dir)
             if not value.strip():
                 raise InputError(
                     f"{f.metavar or '--' + f.option} is empty",

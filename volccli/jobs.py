@@ -247,11 +247,8 @@ def _images(slot: ImageSlot, value: Any, key: str, text: bool) -> str | list[str
 
 class RowPlan(NamedTuple):
     kind: Kind
-    options: dict[str, Any]  # for build_request
+    options: dict[str, Any]  # for build_request, with literal_text: prompts as written
     name: str  # the row's name column
-    # Text fields by body name, exactly as the row gives them: build_request reads '-'
-    # and '@FILE' in text as the command line does, so these go onto the request after.
-    texts: dict[str, str]
 
 
 def row_options(
@@ -264,7 +261,6 @@ def row_options(
     options["req_key"] = req_key or None
     sets = list(defaults.get("sets") or [])
     names = _lookup(kind)
-    texts: dict[str, str] = {}
     # Which key set each field or image: two names for one thing (steps and ddim_steps,
     # prompt and prompt_file) would otherwise leave the last one winning in silence.
     given: dict[str, str] = {}
@@ -331,8 +327,7 @@ def row_options(
                 text = _text_file(value, key, base_dir or Path.cwd())
             else:
                 text = _text(value, key)
-            texts[target.name] = text
-            options[target.param] = _stand_in(text)
+            options[target.param] = text
         elif target is not None:
             claim(target.name, key)
             options[target.param] = _typed(target, value, key)
@@ -346,19 +341,11 @@ def row_options(
             )
     options["sets"] = sets
     name = values.get("name")
-    return RowPlan(kind, options, "" if name is None else str(name), texts)
+    return RowPlan(kind, options, "" if name is None else str(name))
 
 
 def _is_text(target: Field | ImageSlot | None) -> bool:
     return isinstance(target, Field) and target.name in TEXT_FIELDS
-
-
-def _stand_in(text: str) -> str:
-    """What build_request gets for a row's text: its '@@…' reads back as '@…'; '-'
-    (stdin there) has no such spelling and is put back on the request afterwards."""
-    if text == "-":
-        return "@@-"
-    return "@" + text if text.startswith("@") else text
 
 
 def _option(key: str, value: Any) -> Any:
@@ -397,13 +384,18 @@ def plan_batch(
     seen: dict[str, int] = {}
     for row in batch.rows:
         try:
-            kind, options, name, texts = row_options(row, defaults, batch_out, batch.base_dir)
+            kind, options, name = row_options(row, defaults, batch_out, batch.base_dir)
             if name and not options.get("name") and not resolved.get("name"):
                 options["name"] = row_name_template(int(options.get("count") or 1))
             request = build_request(
-                kind, options, resolved, stdin=stdin, base_dir=batch.base_dir, notes=notes
+                kind,
+                options,
+                resolved,
+                stdin=stdin,
+                base_dir=batch.base_dir,
+                notes=notes,
+                literal_text=True,
             )
-            request.values.update(texts)  # the rows' text as written
             request.row = row.line
             request.name = name
             planned = plan(request)
