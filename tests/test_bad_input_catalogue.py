@@ -48,6 +48,24 @@ CATALOGUE: dict[str, Bad] = {
         "txt2img", "x", "-o", "out", "--on-exists", "maybe", words=("--on-exists 'maybe'",)
     ),
     "--count 0": bad("txt2img", "x", "-o", "out", "--count", "0", words=("--count 0",)),
+    "--base-url with a password in it": bad(
+        "txt2img",
+        "x",
+        "-o",
+        "out",
+        "--base-url",
+        "http://me:hunter2@127.0.0.1:9",
+        words=("carries credentials before '@'",),
+    ),
+    "VOLCCLI_BASE_URL with a password in it": bad(
+        "txt2img",
+        "x",
+        "-o",
+        "out",
+        code=CONFIG,
+        words=("carries credentials",),
+        env={"VOLCCLI_BASE_URL": "http://me:hunter2@127.0.0.1:9", "VOLCCLI_API_KEY": "k"},
+    ),
     "edit - - (two arguments from stdin)": bad(
         "edit", "-", "-", "-o", "out", stdin=b"\x89PNG", words=("PROMPT and IMAGE both",)
     ),

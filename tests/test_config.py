@@ -319,3 +319,23 @@ def test_settings_outside_a_profile_table_are_named_as_ignored(home: Path) -> No
     assert len(ignored) == 2
     assert "'qps'" in ignored[0] and "'default'" in ignored[1]
     assert all("[profiles.default]" in note for note in ignored)
+
+
+def test_a_password_in_a_url_is_never_shown(capsys: pytest.CaptureFixture[str]) -> None:
+    from volccli.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--base-url", "http://me:hunter2@127.0.0.1:9", "config", "show"])
+    captured = capsys.readouterr()
+    assert "hunter2" not in captured.out + captured.err
+    assert "http://****@127.0.0.1:9" in captured.out
+    for args in (
+        ["--base-url", "http://me:hunter2@127.0.0.1:9", "txt2img", "x", "--dry-run"],
+        ["config", "set", "base_url", "http://me:hunter2@127.0.0.1:9"],
+    ):
+        with pytest.raises(SystemExit) as info:
+            main(args)
+        assert info.value.code == 2
+        captured = capsys.readouterr()
+        assert "hunter2" not in captured.out + captured.err
+        assert "carries credentials before '@'" in captured.err

@@ -275,7 +275,12 @@ class Resolved:
             return "****" if value else ""
         if name == "access_key":
             return mask(str(value))
-        return str(value)
+        text = str(value)
+        if name in ("base_url", "endpoint") and "@" in text.partition("://")[2].partition("/")[0]:
+            # user:password@ in a URL (refused when used) is not printed either.
+            scheme, _, rest = text.partition("://")
+            return f"{scheme}://****@{rest.partition('@')[2]}"
+        return text
 
 
 class BadSettings(ConfigError):

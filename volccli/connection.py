@@ -44,8 +44,16 @@ class Connection(NamedTuple):
 def check_base_url(value: str, name: str, source: str) -> str:
     """An http(s) URL with a host; the error blames the flag or the config that set it."""
     parts = urlsplit(value)
+    error = InputError if source.startswith("flag") else ConfigError
+    if "@" in parts.netloc:
+        # A user:password in the URL would be printed wherever the URL is (dry runs,
+        # config show, history): the key goes in the api_key setting instead.
+        raise error(
+            f"{name} (from {source}) carries credentials before '@'",
+            "give the URL without them; the API key goes in VOLCCLI_API_KEY or "
+            "`volccli config set api_key`",
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        error = InputError if source.startswith("flag") else ConfigError
         raise error(
             f"{name} {value!r} (from {source}) is not an http(s) URL",
             "write it like https://host[:port][/path], without a query string",
