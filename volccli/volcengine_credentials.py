@@ -99,7 +99,11 @@ def volcengine_credentials(
                 "env VOLCENGINE_REGION",
             )
     for reader in (_volc_credentials_file, _volc_config_file, _volcengine_config_json):
-        found = reader(env, home, notes)
+        try:
+            found = reader(env, home)
+        except _Skip as skip:
+            notes.append(str(skip))
+            continue
         if found:
             return found
     return None
@@ -129,24 +133,22 @@ def _json(path: Path, text: str) -> Any:
         raise _Skip(f"{path} is not valid JSON (nested too deeply); ignoring the file") from None
 
 
-def _volc_credentials_file(
-    env: Mapping[str, str], home: Path, notes: list[str]
-) -> CredentialSet | None:
+# Each reader returns None when its file is absent and raises _Skip when the file
+# cannot be used; volcengine_credentials turns a _Skip into a note.
+
+
+def _volc_credentials_file(env: Mapping[str, str], home: Path) -> CredentialSet | None:
     path = home / ".volc" / "credentials"
-    try:
-        text = _read(path)
-        if text is None:
-            return None
-        section = _ini_default_section(path, text)
-        ak, sk, token = _fields(
-            path,
-            " [default]",
-            section,
-            {"access_key_id": True, "secret_access_key": True, "session_token": False},
-        )
-    except _Skip as skip:
-        notes.append(str(skip))
+    text = _read(path)
+    if text is None:
         return None
+    section = _ini_default_section(path, text)
+    ak, sk, token = _fields(
+        path,
+        " [default]",
+        section,
+        {"access_key_id": True, "secret_access_key": True, "session_token": False},
+    )
     return CredentialSet(ak, sk, token, f"file {path}")
 
 
@@ -184,55 +186,43 @@ def _ini_problem(exc: Exception) -> str:
     return f"cannot be parsed ({where})"
 
 
-def _volc_config_file(env: Mapping[str, str], home: Path, notes: list[str]) -> CredentialSet | None:
+def _volc_config_file(env: Mapping[str, str], home: Path) -> CredentialSet | None:
     path = home / ".volc" / "config"
-    try:
-        text = _read(path)
-        if text is None:
-            return None
-        data = _json(path, text)
-        if not isinstance(data, dict):
-            raise _Skip(f'{path} is not a JSON object with "ak" and "sk"; ignoring the file')
-        ak, sk, token = _fields(path, "", data, {"ak": True, "sk": True, "session_token": False})
-    except _Skip as skip:
-        notes.append(str(skip))
+    text = _read(path)
+    if text is None:
         return None
+    data = _json(path, text)
+    if not isinstance(data, dict):
+        raise _Skip(f'{path} is not a JSON object with "ak" and "sk"; ignoring the file')
+    ak, sk, token = _fields(path, "", data, {"ak": True, "sk": True, "session_token": False})
     return CredentialSet(ak, sk, token, f"file {path}")
 
 
-def _volcengine_config_json(
-    env: Mapping[str, str], home: Path, notes: list[str]
-) -> CredentialSet | None:
+def _volcengine_config_json(env: Mapping[str, str], home: Path) -> CredentialSet | None:
     path = home / ".volcengine" / "config.json"
-    try:
-        text = _read(path)
-        if text is None:
-            return None
-        data = _json(path, text)
-        if not isinstance(data, dict):
-            raise _Skip(f"{path} is {_kind(data)}, not a JSON object; ignoring the file")
-        name, where = _profile_name(path, env, data)
-        profiles = data.get("profiles")
-        if not isinstance(profiles, dict):
-            raise _Skip(
-                f'{path}: "profiles" is {_kind(profiles)}, not an object; ignoring the file'
-            )
-        if name not in profiles:
-            raise _Skip(f"{path} has no profile {name!r} ({where}); ignoring the file")
-        profile = profiles[name]
-        if not isinstance(profile, dict):
-            raise _Skip(
-                f"{path}: profile {name!r} is {_kind(profile)}, not an object; ignoring the file"
-            )
-        ak, sk, token, region = _fields(
-            path,
-            f" profile {name!r}",
-            profile,
-            {"access-key": True, "secret-key": True, "session-token": False, "region": False},
-        )
-    except _Skip as skip:
-        notes.append(str(skip))
+    text = _read(path)
+    if text is None:
         return None
+    data = _json(path, text)
+    if not isinstance(data, dict):
+        raise _Skip(f"{path} is {_kind(data)}, not a JSON object; ignoring the file")
+    name, where = _profile_name(path, env, data)
+    profiles = data.get("profiles")
+    if not isinstance(profiles, dict):
+        raise _Skip(f'{path}: "profiles" is {_kind(profiles)}, not an object; ignoring the file')
+    if name not in profiles:
+        raise _Skip(f"{path} has no profile {name!r} ({where}); ignoring the file")
+    profile = profiles[name]
+    if not isinstance(profile, dict):
+        raise _Skip(
+            f"{path}: profile {name!r} is {_kind(profile)}, not an object; ignoring the file"
+        )
+    ak, sk, token, region = _fields(
+        path,
+        f" profile {name!r}",
+        profile,
+        {"access-key": True, "secret-key": True, "session-token": False, "region": False},
+    )
     return CredentialSet(ak, sk, token, f"file {path} (profile {name!r})", region)
 
 
