@@ -7,6 +7,8 @@ done, then writes its images like any command (names, --on-exists, sidecars, his
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -44,16 +46,31 @@ def _check_ref(req_key: str, task_id: str) -> None:
             )
 
 
+@contextmanager
+def _task_session(
+    ctx: typer.Context, req_key: str, task_id: str, json_out: bool
+) -> Iterator[Session]:
+    """A session for one call about a task, with errors reported as for any command."""
+    merged = global_options(ctx)
+    ui = make_ui(merged)
+    with reported(ui, json_errors=json_out), Session(ui, connection_flags(merged)) as session:
+        _check_ref(req_key, task_id)
+        yield session
+
+
+def _print_task(req_key: str, task_id: str, status: str, request_id: str, **more: Any) -> None:
+    print_json(
+        {"req_key": req_key, "task_id": task_id, "status": status, "request_id": request_id} | more
+    )
+
+
 @app.command("get")
 @with_global_options
 def get(ctx: typer.Context, req_key: ReqKey, task_id: TaskId, json_out: Json = False) -> None:
     """Poll a task once and print its status (in_queue, generating, done)."""
-    merged = global_options(ctx)
-    ui = make_ui(merged)
-    with reported(ui, json_errors=json_out), Session(ui, connection_flags(merged)) as session:
+    with _task_session(ctx, req_key, task_id, json_out) as session:
         from ..tasks import wait
 
-        _check_ref(req_key, task_id)
         envelope = wait(session.client(), req_key, task_id, {}, once=True)
         data = dict(envelope.data)
         status = str(data.get("status") or "")
@@ -62,16 +79,7 @@ def get(ctx: typer.Context, req_key: ReqKey, task_id: TaskId, json_out: Json = F
             # The status and metadata, without megabytes of image data.
             if data.get("binary_data_base64"):
                 data["binary_data_base64"] = f"<{len(data['binary_data_base64'])} images>"
-            print_json(
-                {
-                    "req_key": req_key,
-                    "task_id": task_id,
-                    "status": status,
-                    "request_id": envelope.request_id,
-                    "images": images,
-                    "data": data,
-                }
-            )
+            _print_task(req_key, task_id, status, envelope.request_id, images=images, data=data)
             return
         text = f"task {task_id}: {status}"
         if status == "done":
@@ -86,23 +94,13 @@ def get(ctx: typer.Context, req_key: ReqKey, task_id: TaskId, json_out: Json = F
 @with_global_options
 def cancel(ctx: typer.Context, req_key: ReqKey, task_id: TaskId, json_out: Json = False) -> None:
     """Cancel a task that is still queued (CVCancelTask); one that has started runs on."""
-    merged = global_options(ctx)
-    ui = make_ui(merged)
-    with reported(ui, json_errors=json_out), Session(ui, connection_flags(merged)) as session:
+    with _task_session(ctx, req_key, task_id, json_out) as session:
         from ..tasks import cancel as cancel_task
 
-        _check_ref(req_key, task_id)
         envelope = cancel_task(session.client(), req_key, task_id)
         status = str(envelope.data.get("status") or "cancelled")
         if json_out:
-            print_json(
-                {
-                    "req_key": req_key,
-                    "task_id": task_id,
-                    "status": status,
-                    "request_id": envelope.request_id,
-                }
-            )
+            _print_task(req_key, task_id, status, envelope.request_id)
             return
         typer.echo(f"task {task_id}: {status}")
 
