@@ -272,12 +272,7 @@ def gateway(code: str, status: int | None = None) -> CodeInfo:
     if code in GATEWAY:
         return GATEWAY[code]
     if status == 429:
-        return CodeInfo(
-            RateLimitError,
-            "the gateway's rate limit was reached",
-            "lower --qps or -j",
-            retry="safe",
-        )
+        return GATEWAY["FlowLimitExceeded"]
     if status is not None and status >= 500:
         return CodeInfo(
             NetworkError,
