@@ -195,15 +195,6 @@ def _text(value: Any, key: str) -> str:
     return value
 
 
-def _escapes(value: str) -> bool:
-    """An absolute path, a home folder or a '..': a path that may leave its folder."""
-    return (
-        value.startswith(("/", "\\", "~"))
-        or re.match(r"^[A-Za-z]:", value) is not None
-        or ".." in re.split(r"[/\\]", value)
-    )
-
-
 def _text_file(value: Any, key: str, base_dir: Path) -> str:
     """The text of a NAME_file value: a file in the batch file's folder (or under it).
 
@@ -217,7 +208,7 @@ def _text_file(value: Any, key: str, base_dir: Path) -> str:
         "keep the text file beside the batch file (or in a folder under it) and give "
         "its path relative to the batch file",
     )
-    if _escapes(value):
+    if output.leaves_folder(value):
         raise outside
     path = base_dir / value
     try:
@@ -283,7 +274,7 @@ def row_options(
             if not isinstance(value, str) or not value.strip():
                 raise InputError("output_dir must be a folder name", 'e.g. "output_dir": "banners"')
             # A row's folder stays inside -o: no absolute path, no home folder, no '..'.
-            if _escapes(value):
+            if output.leaves_folder(value):
                 raise InputError(
                     f"output_dir {value!r} is outside the output folder",
                     'give a folder inside -o, e.g. "output_dir": "banners"',

@@ -91,12 +91,27 @@ def per_image_tokens(template: str) -> set[str]:
     return {token for token, _ in template_fields(template)} & PER_IMAGE_TOKENS
 
 
+def is_absolute(path: str) -> bool:
+    """A path that starts outside any folder it is given in: /…, \\…, ~…, C:…"""
+    return path.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:", path) is not None
+
+
+def climbs(path: str) -> bool:
+    """A path with a '..' part."""
+    return ".." in re.split(r"[/\\]", path)
+
+
+def leaves_folder(path: str) -> bool:
+    """A relative path that may still end up outside its folder."""
+    return is_absolute(path) or climbs(path)
+
+
 def check_template(template: str) -> None:
     """Refuse templates that could write outside the output folder."""
     template_fields(template)
     if not template.strip():
         raise InputError("--name is empty", f"use e.g. --name '{DEFAULT_TEMPLATE}'")
-    if template.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:", template):
+    if is_absolute(template):
         raise InputError(
             f"--name {template!r} is an absolute path",
             "names are relative to --output-dir; set the folder with -o",
@@ -105,7 +120,7 @@ def check_template(template: str) -> None:
         raise InputError(
             f"--name {template!r} has a control character", "use printable characters only"
         )
-    if any(part == ".." for part in re.split(r"[/\\]", template)):
+    if climbs(template):
         raise InputError(
             f"--name {template!r} climbs out of the output folder with '..'",
             "keep names inside --output-dir; set the folder with -o",
