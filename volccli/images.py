@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 from urllib.parse import urlsplit
 
+from .digest import file_sha256
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -198,7 +199,7 @@ def _check_file(path: Path, flag: str, limits: ImageLimits) -> ImageInput:
         label=label,
         flag=flag,
         path=path,
-        sha256=_file_sha256(path),
+        sha256=file_sha256(path),
         size=size,
         width=width,
         height=height,
@@ -382,14 +383,6 @@ def _size_text(size: int) -> str:
     if size < 1024 * 1024:
         return f"{size / 1024:.1f} KB"
     return f"{size / (1024 * 1024):.1f} MB"
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def sniff_extension(head: bytes) -> str:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from . import __version__
+from .digest import file_sha256
 from .errors import InputError, OutputError
 from .periodic import Periodic
 
@@ -37,7 +38,6 @@ JOURNAL_NAME: Final = ".volccli-journal.jsonl"
 SCHEMA: Final = "volccli.journal/1"
 FLUSH_DELAY: Final = 0.2  # seconds a finished job's record may wait for the disk
 Flush = Literal["now", "soon", "never"]
-_CHUNK = 1024 * 1024
 
 
 def batch_identity(batch: str) -> str:
@@ -49,14 +49,6 @@ def batch_hash(identity: str) -> str:
     """Which batch a journal belongs to: the hash of its identity (a resolved path, or
     the content hash of a batch read from stdin)."""
     return hashlib.sha256(identity.encode()).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass

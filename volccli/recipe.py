@@ -13,7 +13,6 @@ recipe's fields once, so the commands that use one can trust its types.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import struct
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from .digest import file_sha256
 from .output import RECIPE_SCHEMA_FAMILY, sidecar_path
 
 KEYWORD: Final = "volccli-recipe"
@@ -395,7 +395,7 @@ def lookup(image: Path) -> Lookup:
             elif problem := shape_problem(from_sidecar):
                 from_sidecar, sidecar_problem = None, f"is damaged ({problem})"
         recorded = ((from_sidecar or {}).get("file") or {}).get("sha256")
-        stale = bool(recorded) and recorded != _sha256(image)
+        stale = bool(recorded) and recorded != file_sha256(image)
     embedded, embedded_problem = None, ""
     try:
         embedded = read_embedded(image)
@@ -404,14 +404,6 @@ def lookup(image: Path) -> Lookup:
     if embedded is not None and (problem := shape_problem(embedded)):
         embedded, embedded_problem = None, problem
     return Lookup(sidecar, from_sidecar, sidecar_problem, stale, embedded, embedded_problem)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_recipe(image: Path) -> tuple[dict[str, Any] | None, str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .digest import file_sha256
 from .errors import NetworkError
 from .images import sniff_extension
 
@@ -48,11 +49,7 @@ class RawResult:
         if self.data is not None:
             return hashlib.sha256(self.data).hexdigest()
         assert self.path is not None
-        digest = hashlib.sha256()
-        with self.path.open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
-        return digest.hexdigest()
+        return file_sha256(self.path)
 
     def take(self) -> Path:
         """Hand over the downloaded file: the caller now owns (and removes) it."""
