@@ -240,32 +240,35 @@ def taken(path: Path) -> bool:
     # A recipe of ours without its image describes an image that was deleted: the next
     # image of that name may replace it rather than take a -1 name beside it. Any other
     # file of that name is somebody's, and holds the name.
-    return side.exists() and not _is_recipe(side)
+    return side.exists() and not _holds_recipe(side)
 
 
 _RECIPE_MAX_BYTES = 1024 * 1024
 
 
-def _is_recipe(side: Path) -> bool:
+def is_recipe(value: object) -> bool:
+    """A JSON value that is a volccli recipe: its schema says so."""
+    schema = value.get("schema") if isinstance(value, dict) else None
+    return isinstance(schema, str) and schema.startswith(RECIPE_SCHEMA_FAMILY)
+
+
+def _holds_recipe(side: Path) -> bool:
     """True for a recipe sidecar volccli wrote (its schema says so), not anybody's file."""
     import json  # here: only a name held by a leftover sidecar needs it
 
     try:
         if side.stat().st_size > _RECIPE_MAX_BYTES:
             return False
-        recipe = json.loads(side.read_bytes())
-    except (OSError, ValueError):
+        return is_recipe(json.loads(side.read_bytes()))
+    except (OSError, ValueError, RecursionError):
         return False
-    return isinstance(recipe, dict) and str(recipe.get("schema", "")).startswith(
-        RECIPE_SCHEMA_FAMILY
-    )
 
 
 def drop_replaced_recipe(image: Path) -> None:
     """After an image was overwritten without a new sidecar: its old recipe describes
     the image that is gone, so it goes too (a file that is not a recipe stays)."""
     side = sidecar_path(image)
-    if _is_recipe(side):
+    if _holds_recipe(side):
         side.unlink(missing_ok=True)
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from .digest import file_sha256
-from .output import RECIPE_SCHEMA_FAMILY, sidecar_path
+from .output import RECIPE_SCHEMA_FAMILY, is_recipe, sidecar_path
 
 KEYWORD: Final = "volccli-recipe"
 SCHEMA: Final = f"{RECIPE_SCHEMA_FAMILY}1"
@@ -194,7 +194,7 @@ def _read_jpeg(handle: Any) -> dict[str, Any] | None:
 def _decode(raw: bytes) -> dict[str, Any]:
     """The recipe in a chunk or comment that volccli marked as its own."""
     value = _json(raw)
-    if not _is_recipe(value):
+    if not is_recipe(value):
         raise RecipeDamaged("its text is JSON but not a volccli recipe")
     return value
 
@@ -204,11 +204,6 @@ def _json(raw: bytes) -> Any:
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise RecipeDamaged(f"not JSON: {exc}") from None
-
-
-def _is_recipe(value: Any) -> bool:
-    schema = value.get("schema") if isinstance(value, dict) else None
-    return isinstance(schema, str) and schema.startswith(RECIPE_SCHEMA_FAMILY)
 
 
 def read_sidecar(path: Path) -> dict[str, Any] | None:
@@ -224,7 +219,7 @@ def read_sidecar(path: Path) -> dict[str, Any] | None:
     if len(raw) > MAX_RECIPE_BYTES:
         raise RecipeDamaged(f"it is larger than {MAX_RECIPE_BYTES:,} bytes")
     value = _json(raw)
-    return value if _is_recipe(value) else None
+    return value if is_recipe(value) else None
 
 
 # --- a recipe's shape ------------------------------------------------------------------
