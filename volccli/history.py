@@ -195,7 +195,8 @@ SEARCH_MAX: Final = 4096  # characters; longer text is no search a person means
 _TEXT_SEARCHED: Final = ("prompt", "request_id", "command", "req_key", "task_id")
 _JSON_SEARCHED: Final = ("params", "outputs")
 # Case is ignored for A-Z only, as SQLite's lower() does (built without ICU); the SQL
-# pre-filter lowers both sides, so it never drops a row the exact check would keep.
+# pre-filter lowers the columns and gets the text folded the same way, so it never drops a
+# row the exact check would keep.
 _FOLD: Final = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
@@ -219,17 +220,15 @@ def query(path: Path, *, limit: int = 20, search: str = "") -> list[dict[str, An
             search.encode("utf-8")
         except UnicodeEncodeError:  # bytes of argv that are not UTF-8: stored text never is
             return []
-        needle = search.translate(_FOLD)
+        needle = search.translate(_FOLD)  # folded here once: the SQL lowers only the columns
         # The JSON columns hold encoded text: a first cheap test on it (every value that
         # contains the text contains its JSON-escaped form), then the exact test on the
         # decoded values, so `"` or `:` match what was typed, not the JSON around it.
         escaped = json.dumps(needle, ensure_ascii=False)[1:-1]
-        tests = [f"instr(lower({name}), lower(?)) > 0" for name in _TEXT_SEARCHED]
+        tests = [f"instr(lower({name}), ?) > 0" for name in _TEXT_SEARCHED]
         args += [needle] * len(_TEXT_SEARCHED)
         for name in _JSON_SEARCHED:
-            tests.append(
-                f"(instr(lower({name}), lower(?)) > 0 AND volccli_values_contain({name}, ?))"
-            )
+            tests.append(f"(instr(lower({name}), ?) > 0 AND volccli_values_contain({name}, ?))")
             args += [escaped, needle]
         sql += " WHERE " + " OR ".join(tests)
     sql += " ORDER BY time DESC, id DESC"
