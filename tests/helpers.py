@@ -184,7 +184,10 @@ def image_size(data_or_path: bytes | Path) -> tuple[int, int]:
 
 
 def listing(folder: Path) -> list[str]:
-    """Every file under ``folder`` (hidden ones too), relative, sorted."""
+    """Every file and folder under ``folder`` (hidden ones too), relative, sorted; folders
+    end in '/', so a refused command that leaves an empty output folder behind shows."""
     if not folder.exists():
         return []
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    return sorted(
+        str(p.relative_to(folder)) + ("/" if p.is_dir() else "") for p in folder.rglob("*")
+    )

@@ -48,6 +48,7 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "list.json").write_text(json.dumps([1, 2]))
     (folder / "broken.json").write_text('{"prompt": ')
     (folder / "somefile.txt").write_text("not a folder")
+    (folder / "jobs.jsonl").write_text('{"command": "txt2img", "prompt": "x"}\n')
     return folder
 
 
@@ -308,6 +309,18 @@ CORE_CASES: list[tuple[str, Setup, ExitCode, list[str]]] = [
         lambda sb: (["txt2img", "x", "-o", "out"], {}),
         ExitCode.CONFIG,
         ["no credentials", "VOLCCLI_ACCESS_KEY", "volccli config set"],
+    ),
+    (
+        "no credentials for a batch",
+        lambda sb: (["batch", "jobs.jsonl", "-o", "out"], {}),
+        ExitCode.CONFIG,
+        ["no credentials", "volccli config set"],
+    ),
+    (
+        "no credentials to fetch a task",
+        lambda sb: (["task", "wait", "high_aes_general_v14", "7", "-o", "out"], {}),
+        ExitCode.CONFIG,
+        ["no credentials", "volccli config set"],
     ),
     (
         "no API key for the gateway",

@@ -272,7 +272,7 @@ def test_ensure_folder_refuses_a_path_under_a_file(tmp_path: Path) -> None:
     assert "file.txt" in info.value.message
     ensure_folder(tmp_path / "new" / "deeper")
     assert (tmp_path / "new" / "deeper").is_dir()
-    assert listing(tmp_path) == ["file.txt"]
+    assert listing(tmp_path) == ["file.txt", "new/", "new/deeper/"]
 
 
 def test_write_temp_makes_a_missing_folder_and_writes_every_piece(tmp_path: Path) -> None:

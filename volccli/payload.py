@@ -215,6 +215,10 @@ def build_body(
         assembler(body, values, inputs, validate)
     for key, value in (overrides or {}).items():
         set_path(body, key, value)
+    # Refused here, before any folder is made, rather than when the body is encoded.
+    where = _non_finite(body, "")
+    if where:
+        raise _non_finite_error(where)
     return body
 
 
@@ -523,11 +527,13 @@ def _compact_json(value: Any) -> str:
     try:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except ValueError:
-        where = _non_finite(value, "") or "a field"
-        raise InputError(
-            f"{where} is not a finite number, which JSON cannot carry",
-            "give a finite number",
-        ) from None
+        raise _non_finite_error(_non_finite(value, "") or "a field") from None
+
+
+def _non_finite_error(where: str) -> InputError:
+    return InputError(
+        f"{where} is not a finite number, which JSON cannot carry", "give a finite number"
+    )
 
 
 def _non_finite(value: Any, path: str) -> str:

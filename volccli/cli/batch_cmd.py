@@ -246,16 +246,16 @@ def _execute(
     journal_path = (
         Path(options["journal"]).expanduser() if options["journal"] else (batch_out / JOURNAL_NAME)
     )
-    # First: a --journal that must be refused (another batch's, or not a journal at all)
-    # leaves no output folders behind.
+    # First the credentials, then the journal: a refused key, or a --journal that must be
+    # refused (another batch's, or not a journal at all), leaves no output folders behind.
+    limiter = AdaptiveLimiter(qps, max_in_flight=workers)
+    client = _client(session, limiter, workers)
     journal = Journal.open(journal_path, batch.label, batch.identity)
     try:
         for folder in dict.fromkeys(item.job.request.output.folder for item in jobs):
             if folder is not None:
                 ensure_folder(folder)
         ensure_folder(batch_out)
-        limiter = AdaptiveLimiter(qps, max_in_flight=workers)
-        client = _client(session, limiter, workers)
         # The journal's lock is held: temp files of a killed earlier run can go.
         swept = sweep_stale_temps(batch_out)
         if swept:

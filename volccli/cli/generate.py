@@ -133,9 +133,10 @@ def execute(request: Request, options: dict[str, Any], session: Session, ui: UI)
     if options["dry_run"] or options["print_curl"]:
         show_requests(jobs, options, session, ui)
         return
+    # Credentials first: a refused key must not leave an empty output folder behind.
+    runner = Runner(session.client(), options=run_options, record=recorder(session, options))
     if request.output.folder is not None:
         ensure_folder(request.output.folder)
-    runner = Runner(session.client(), options=run_options, record=recorder(session, options))
     written: list[Path] = []
     for job in jobs:
         label = (

@@ -179,10 +179,11 @@ def _wait(options: dict[str, Any]) -> None:
         if return_url:
             body["return_url"] = True
         job = Job(request, 0, body, identity)
+        client = session.client()  # a refused key leaves no empty output folder behind
         if spec.folder is not None:
             ensure_folder(spec.folder)
         runner = Runner(
-            session.client(),
+            client,
             options=RunOptions(
                 use_async=True,
                 poll=PollPolicy(interval=poll_interval, timeout=wait_timeout),
