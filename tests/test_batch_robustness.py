@@ -130,6 +130,31 @@ def test_prompts_starting_with_at_or_a_lone_dash_are_sent_literally(
     assert sys.stdin.read() == "from stdin, not to be read"  # stdin left alone
 
 
+def test_a_row_image_of_dash_is_refused_and_stdin_left_alone(
+    box: Sandbox,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    png(tmp_path / "photo.png", (96, 64))
+    stdin_of(monkeypatch, "not an image")
+    jobs = write_jsonl(
+        tmp_path / "jobs.jsonl",
+        [
+            {"command": "edit", "image": "photo.png", "prompt": "fine"},
+            {"command": "edit", "image": "-", "prompt": "from stdin"},
+            {"command": "controlnet", "prompt": "pose", "control": "pose:-"},
+        ],
+    )
+    run = volccli(capsys, ["batch", str(jobs), "-o", str(tmp_path / "out")])
+    assert run.code == 2
+    assert f"{jobs}:2: IMAGE '-' cannot read stdin in a batch row" in run.err
+    assert f"{jobs}:3: --control '-' cannot read stdin in a batch row" in run.err
+    assert "the image's path (relative to the batch file)" in run.err
+    assert nothing_sent(box)
+    assert sys.stdin.read() == "not an image"
+
+
 def test_a_csv_prompt_is_literal_too(
     box: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

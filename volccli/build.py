@@ -201,7 +201,7 @@ def build_request(
     """Check every value and input of one command (or batch row) and make its Request.
 
     ``literal_text`` (batch rows) takes prompts as written: '-' and '@FILE' read stdin
-    and files only on the command line.
+    and files only on the command line; an image '-' is refused.
     """
     stdin = stdin or Stdin()
     notes = notes if notes is not None else []
@@ -236,6 +236,12 @@ def build_request(
     limits = image_limits(options, resolved)
 
     def load(source: str, flag: str) -> ImageInput:
+        if literal_text and source == "-":
+            # Rows share one stdin (which may hold the batch itself): no row may take it.
+            raise InputError(
+                f"{flag} '-' cannot read stdin in a batch row",
+                "give the image's path (relative to the batch file), URL or data: URI",
+            )
         image = load_image(
             source, flag, limits, read_stdin=lambda: stdin.read(flag), base_dir=base_dir
         )
