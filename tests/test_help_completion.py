@@ -213,6 +213,7 @@ def test_the_reported_options_have_their_documented_values() -> None:
     assert choices["--auth"] == ("gateway", "official")
     assert choices["--on-exists"] == ("suffix", "skip", "overwrite", "fail")
     assert choices["--format"] == ("jsonl", "csv")
+    assert choices["--on-filtered"] == ("fail", "skip", "reseed:3")
     assert choices["--light-position"] == LIGHT_POSITIONS
     # One list for the flag and the config setting it overrides.
     assert choices["--on-exists"] == SETTINGS["on_exists"].choices
@@ -244,6 +245,7 @@ def test_every_option_with_fixed_values_completes_them_on_every_command(
     [
         (["volccli", "--auth", "o"], ["official"]),
         (["volccli", "edit", "--on-exists", "s"], ["suffix", "skip"]),
+        (["volccli", "batch", "j.csv", "--on-filtered", "r"], ["reseed:3"]),
         (["volccli", "batch", "jobs.csv", "--format", "c"], ["csv"]),
         (
             ["volccli", "product-style", "x.png", "--light-position", "Top L"],

@@ -26,6 +26,7 @@ class Opt(NamedTuple):
     default: Any = None
     metavar: str = ""
     setting: str = ""  # the config setting it overrides, if any
+    choices: tuple[str, ...] = ()  # values the shells offer, when neither of those says
 
 
 def parameter(
@@ -133,7 +134,7 @@ def slot_parameter(slot: ImageSlot) -> inspect.Parameter:
 
 
 def opt_parameter(opt: Opt, *, hidden: bool = False, panel: str | None = None) -> inspect.Parameter:
-    may_have_choices = bool(opt.setting or "|" in opt.metavar)
+    may_have_choices = bool(opt.choices or opt.setting or "|" in opt.metavar)
     return parameter(
         opt.param,
         opt.type,
@@ -152,9 +153,12 @@ def opt_parameter(opt: Opt, *, hidden: bool = False, panel: str | None = None) -
 def opt_choices(opt: Opt) -> tuple[str, ...]:
     """The values an option takes when they are a fixed set, else ().
 
-    Those of the setting it overrides (one list for the flag and the config file), else
-    those its metavar spells out (``jsonl|csv``), so that what the help shows completes.
+    Its own list, else those of the setting it overrides (one list for the flag and the
+    config file), else those its metavar spells out (``jsonl|csv``), so that what the
+    help shows completes.
     """
+    if opt.choices:
+        return opt.choices
     if opt.setting:
         from ..config import SETTINGS  # not at the top: only completion needs it
 
@@ -410,6 +414,7 @@ REQUEST_OPTS: tuple[Opt, ...] = (
         REQUEST,
         default="fail",
         metavar="POLICY",
+        choices=("fail", "skip", "reseed:3"),  # reseed:N with any N; 3 is the example
     ),
     Opt(
         "no_log",
