@@ -205,7 +205,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     (
         "body not an object",
         ["call", "jimeng_i2i_v30", "--body", "list.json"],
-        ["--body list.json: a JSON list, not an object"],
+        ["--body list.json: a list, not a JSON object"],
     ),
     (
         "body not JSON",

@@ -228,7 +228,7 @@ def test_malformed_jsonl_lines_are_reported(
     run = volccli(capsys, ["batch", str(jobs), "-o", str(tmp_path / "out")])
     assert run.code == 2
     assert f"{jobs}:4: not JSON" in run.err
-    assert f"{jobs}:5: a JSON list, not an object" in run.err
+    assert f"{jobs}:5: a list, not a JSON object" in run.err
     assert f"{jobs}:6: the row has no command or req_key" in run.err
     assert box.stats()["requests"] == {}
 

@@ -190,14 +190,14 @@ def test_read_embedded_raises_only_recipe_damaged(data: st.DataObject) -> None:
 @pytest.mark.parametrize(
     ("key", "value", "words"),
     [
-        ("inputs", "zzz", '"inputs" should be a list of objects, not a string'),
+        ("inputs", "zzz", '"inputs" should be a list of objects, not text'),
         ("inputs", [5], '"inputs[0]" should be an object, not a number'),
-        ("file", "zz", '"file" should be an object, not a string'),
+        ("file", "zz", '"file" should be an object, not text'),
         ("action", 5, '"action" should be like "CVProcess", not 5'),
         ("action", "CVProcess&x=1", '"action" should be like "CVProcess"'),
         ("version", "yesterday", '"version" should be like "2022-08-31"'),
         ("body", [], '"body" should be an object, not a list'),
-        ("seed", "7", '"seed" should be a whole number, not a string'),
+        ("seed", "7", '"seed" should be a whole number, not text'),
     ],
 )
 def test_a_sidecar_of_the_wrong_types_is_damaged(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from .errors import InputError
+from .jsonkind import json_kind
 
 Format = Literal["jsonl", "csv"]
 FORMATS: Final = ("jsonl", "csv")
@@ -175,8 +176,7 @@ def _add(rows: list[Row], problems: list[Problem], line: int, value: Any) -> Non
     problems.append(
         Problem(
             line,
-            f"a JSON {type(value).__name__}, not an object like "
-            '{"command": "txt2img", "prompt": "…"}',
+            f'{json_kind(value)}, not a JSON object like {{"command": "txt2img", "prompt": "…"}}',
         )
     )
 

@@ -25,6 +25,7 @@ from .images import (
     ImageLimits,
     load_image,
 )
+from .jsonkind import json_kind
 from .kinds import Kind
 from .output import DEFAULT_TEMPLATE, OutputSpec, check_template, per_image_tokens
 from .payload import Inputs, parse_control, parse_set
@@ -109,7 +110,7 @@ def read_json_object(
         ) from None
     if not isinstance(body, dict):
         raise InputError(
-            f"{what} {value}: a JSON {type(body).__name__}, not an object",
+            f"{what} {value}: {json_kind(body)}, not a JSON object",
             'give a file holding one JSON object, e.g. {"prompt": "a fox"}',
         )
     return body

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from .digest import file_sha256
+from .jsonkind import json_kind
 from .output import RECIPE_SCHEMA_FAMILY, is_recipe, sidecar_path
 
 KEYWORD: Final = "volccli-recipe"
@@ -333,21 +334,7 @@ def _is_int(value: Any) -> bool:
 
 
 def _wrong(key: str, value: Any, wanted: str, *, present: bool = True) -> str:
-    return f'"{key}" should be {wanted}, not {_json_kind(value) if present else "missing"}'
-
-
-def _json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "an object"
+    return f'"{key}" should be {wanted}, not {json_kind(value) if present else "missing"}'
 
 
 # --- finding an image's recipe -----------------------------------------------------------

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .jsonkind import json_kind
+
 
 @dataclass
 class CredentialSet:
@@ -41,21 +43,6 @@ def unreadable(path: Path, exc: OSError | UnicodeDecodeError) -> tuple[str, str]
     return f"cannot read {path} ({reason})", "fix its permissions"
 
 
-def _kind(value: object) -> str:
-    """What a JSON value is, for a message that must not show the value itself."""
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    if value is None:
-        return "null"
-    return "text"
-
-
 def _fields(path: Path, where: str, data: Mapping[str, Any], names: dict[str, bool]) -> list[str]:
     """The values of ``names`` (name: required) as stripped text; "" for an optional one
     that is absent. Raises _Skip when one is missing or is not text."""
@@ -64,7 +51,9 @@ def _fields(path: Path, where: str, data: Mapping[str, Any], names: dict[str, bo
         value = data.get(name)
         if value is not None and not isinstance(value, str):
             # A number or a list is no key: using it would fail deep in the signing.
-            raise _Skip(f'{path}{where}: "{name}" is {_kind(value)}, not text; ignoring the file')
+            raise _Skip(
+                f'{path}{where}: "{name}" is {json_kind(value)}, not text; ignoring the file'
+            )
         text = (value or "").strip()
         if required and not text:
             wanted = " and ".join(f'"{n}"' for n, needed in names.items() if needed)
@@ -205,17 +194,19 @@ def _volcengine_config_json(env: Mapping[str, str], home: Path) -> CredentialSet
         return None
     data = _json(path, text)
     if not isinstance(data, dict):
-        raise _Skip(f"{path} is {_kind(data)}, not a JSON object; ignoring the file")
+        raise _Skip(f"{path} is {json_kind(data)}, not a JSON object; ignoring the file")
     name, where = _profile_name(path, env, data)
     profiles = data.get("profiles")
     if not isinstance(profiles, dict):
-        raise _Skip(f'{path}: "profiles" is {_kind(profiles)}, not an object; ignoring the file')
+        raise _Skip(
+            f'{path}: "profiles" is {json_kind(profiles)}, not an object; ignoring the file'
+        )
     if name not in profiles:
         raise _Skip(f"{path} has no profile {name!r} ({where}); ignoring the file")
     profile = profiles[name]
     if not isinstance(profile, dict):
         raise _Skip(
-            f"{path}: profile {name!r} is {_kind(profile)}, not an object; ignoring the file"
+            f"{path}: profile {name!r} is {json_kind(profile)}, not an object; ignoring the file"
         )
     ak, sk, token, region = _fields(
         path,
@@ -232,7 +223,9 @@ def _profile_name(path: Path, env: Mapping[str, str], data: Mapping[str, Any]) -
         return env["VOLCENGINE_PROFILE"], "named by VOLCENGINE_PROFILE"
     current = data.get("current")
     if current is not None and not isinstance(current, str):
-        raise _Skip(f'{path}: "current" is {_kind(current)}, not a profile name; ignoring the file')
+        raise _Skip(
+            f'{path}: "current" is {json_kind(current)}, not a profile name; ignoring the file'
+        )
     if not current:
         raise _Skip(
             f'{path} names no current profile (set "current" or VOLCENGINE_PROFILE); '
