@@ -222,7 +222,7 @@ def test_malformed_jsonl_lines_are_reported(
     jobs = tmp_path / "jobs.jsonl"
     jobs.write_text(
         '{"command": "txt2img", "prompt": "ok"}\n\n# a comment\n{"command": \n[1, 2]\n'
-        '{"prompt": "no command"}\n',
+        '{"prompt": "no command"}\nnull\n',
         encoding="utf-8",
     )
     run = volccli(capsys, ["batch", str(jobs), "-o", str(tmp_path / "out")])
@@ -230,6 +230,7 @@ def test_malformed_jsonl_lines_are_reported(
     assert f"{jobs}:4: not JSON" in run.err
     assert f"{jobs}:5: a list, not a JSON object" in run.err
     assert f"{jobs}:6: the row has no command or req_key" in run.err
+    assert f"{jobs}:7: null, not a JSON object" in run.err
     assert box.stats()["requests"] == {}
 
 
