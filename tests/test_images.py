@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -87,6 +89,27 @@ def test_stdin_and_data_uris_are_read_into_memory() -> None:
     uri = "data:image/png;base64," + base64.b64encode(data).decode()
     from_uri = load(uri)
     assert from_uri.data == data and from_uri.label == "data: URI"
+    # As `base64` writes it (76 columns), and with the scheme in capitals.
+    encoded = base64.encodebytes(data).decode()
+    assert "\n" in encoded.strip()
+    assert load("DATA:image/png;BASE64," + encoded).data == data
+
+
+def test_a_pipe_is_read_whole_though_it_has_no_size(tmp_path: Path) -> None:
+    data = image_bytes(48, 40)
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_bytes, args=(data,))
+    writer.start()
+    image = load(fifo)
+    writer.join()
+    assert image.data == data and (image.width, image.height) == (48, 40)
+    os.unlink(fifo)
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_bytes, args=(b"",))
+    writer.start()
+    assert "is empty" in refused(fifo).message
+    writer.join()
 
 
 @pytest.mark.parametrize(
@@ -99,6 +122,8 @@ def test_stdin_and_data_uris_are_read_into_memory() -> None:
         ("data:image/png,rawdata", ["malformed data: URI"]),
         ("data:image/png;base64", ["malformed data: URI"]),
         ("data:image/png;base64,@@not base64@@", ["base64 is invalid"]),
+        ("data:image/png;base64,", ["data: URI is empty"]),
+        ("data:image/png;base64, \n", ["data: URI is empty"]),
         ("", ["is empty"]),
     ],
 )
@@ -245,6 +270,60 @@ def test_fit_is_a_no_op_for_images_within_the_limits(tmp_path: Path) -> None:
     path = write_image(tmp_path / "ok.png", 200, 100)
     image = load(path, ImageLimits(fit=True))
     assert image.path == path and image.notes == []
+
+
+def test_fit_refuses_a_byte_limit_no_useful_size_meets(tmp_path: Path) -> None:
+    path = write_image(tmp_path / "plain.png", 400, 300)
+    error = refused(path, ImageLimits(max_bytes=60, fit=True))  # returns: no endless loop
+    assert "cannot be fitted under" in error.message and "--max-image-bytes" in error.hint
+
+
+def test_sixteen_bit_greys_keep_their_tone_when_converted(tmp_path: Path) -> None:
+    path = tmp_path / "grey16.png"
+    Image.new("I;16", (300, 200), 32768).save(path)
+    image = load(path, ImageLimits(max_side=150, fit=True))
+    assert image.data is not None and (image.width, image.height) == (150, 100)
+    with Image.open(io.BytesIO(image.data)) as decoded:
+        assert decoded.convert("L").getpixel((10, 10)) == 128  # half of white, not white
+
+
+def test_re_encoding_applies_the_exif_rotation_and_keeps_the_colour_profile(
+    tmp_path: Path,
+) -> None:
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    path = tmp_path / "sideways.jpg"
+    picture = Image.new("RGB", (400, 300), (200, 10, 10))
+    exif = picture.getexif()
+    exif[0x0112] = 6  # shown turned a quarter: 300x400
+    picture.save(path, exif=exif, icc_profile=icc)
+    image = load(path, ImageLimits(max_side=200, fit=True))
+    assert (image.width, image.height) == (150, 200)
+    assert image.data is not None
+    with Image.open(io.BytesIO(image.data)) as decoded:
+        assert decoded.size == (150, 200)
+        assert decoded.info.get("icc_profile") == icc
+
+
+def test_a_huge_jpeg_is_fitted_from_a_reduced_decode(tmp_path: Path) -> None:
+    path = write_image(tmp_path / "huge.jpg", 6000, 4500, "JPEG")
+    image = load(path, ImageLimits(fit=True))
+    assert (image.width, image.height) == (4096, 3072)
+    assert "fitted JPEG 6000x4500" in image.notes[0]
+
+
+def test_an_animation_note_says_only_its_first_frame_is_sent(tmp_path: Path) -> None:
+    path = tmp_path / "anim.gif"
+    frames = [Image.new("RGB", (40, 30), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    image = load(path)
+    assert "the first of 2 frames" in image.notes[0]
+
+
+def test_an_aspect_just_over_the_limit_is_not_shown_as_the_limit(tmp_path: Path) -> None:
+    path = write_image(tmp_path / "wide.png", 901, 300)
+    assert "aspect 3.003333:1 above the 3:1 limit" in refused(path).message
 
 
 def test_conversion_that_stays_too_big_needs_fit(tmp_path: Path) -> None:

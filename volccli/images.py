@@ -35,6 +35,8 @@ DEFAULT_MAX_SIDE = 4096
 DEFAULT_MAX_ASPECT = 3.0
 _HASH_CHUNK = 1024 * 1024
 _JPEG_QUALITIES = (92, 85, 78, 70, 60)
+# --fit stops shrinking here: a smaller picture is of no use, so the limit is refused.
+MIN_FIT_SIDE = 64
 
 
 class ImageLimits(NamedTuple):
@@ -132,7 +134,7 @@ def load_image(
 
 
 def _scheme(source: str) -> str:
-    if source.startswith("data:"):
+    if source[:5].lower() == "data:":  # URI schemes are case-insensitive
         return "data"
     match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", source)
     return match[1].lower() if match else ""
@@ -153,11 +155,15 @@ def _url_input(source: str, flag: str) -> ImageInput:
 
 def _decode_data_uri(source: str, flag: str) -> bytes:
     header, comma, payload = source.partition(",")
-    if not comma or not header.endswith(";base64"):
+    if not comma or not header.lower().endswith(";base64"):
         raise InputError(
             f"{flag}: malformed data: URI",
             "use data:image/png;base64,<base64 data>",
         )
+    # `base64` wraps its output at 76 columns: line breaks are not part of the data.
+    payload = re.sub(r"\s+", "", payload)
+    if not payload:
+        raise InputError(f"{flag}: the data: URI is empty", "put the image's base64 after ','")
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
@@ -173,6 +179,12 @@ def _check_file(path: Path, flag: str, limits: ImageLimits) -> ImageInput:
     if path.is_dir():
         raise InputError(f"{flag} {label} is a folder", "give an image file inside it")
     try:
+        if not path.is_file():
+            # A pipe (<(…), /dev/stdin, a FIFO) has no size and can be read only once.
+            data = path.read_bytes()
+            if not data:
+                raise InputError(f"{flag} {label} is empty", "give a JPEG or PNG image")
+            return _check_bytes(data, label, flag, limits)
         size = path.stat().st_size
         with path.open("rb") as handle:
             head = handle.read(16)
@@ -275,8 +287,11 @@ def _tail(source: Path | bytes, size: int) -> bytes:
 def _check_aspect(width: int, height: int, label: str, flag: str, limits: ImageLimits) -> None:
     ratio = max(width, height) / max(1, min(width, height))
     if ratio > limits.max_aspect:
+        shown = f"{ratio:.2f}"
+        if float(shown) <= limits.max_aspect:  # 3.003 must not read as 3.00 "above 3"
+            shown = f"{ratio:.6f}".rstrip("0")
         raise InputError(
-            f"{flag} {label} is {width}x{height}, aspect {ratio:.2f}:1 above the "
+            f"{flag} {label} is {width}x{height}, aspect {shown}:1 above the "
             f"{limits.max_aspect:g}:1 limit",
             "crop it (--fit cannot change the aspect), or raise --max-aspect",
         )
@@ -338,13 +353,23 @@ def _reencode(
     image: "PILImage", original: bytes, fmt: str, limits: ImageLimits, label: str, flag: str
 ) -> tuple[bytes, str, int, int, str]:
     """Convert to PNG (or JPEG when that is what fits) and downsize within the limits."""
-    from PIL import Image
+    from PIL import ExifTags, Image, ImageOps
 
     before = f"{fmt or '?'} {image.width}x{image.height} {_size_text(len(original))}"
     has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    frames = getattr(image, "n_frames", 1)
+    icc = image.info.get("icc_profile")  # kept, so that colours do not shift
     try:
         image.seek(0)  # the first frame of an animation
-        work = image.convert("RGBA" if has_alpha else "RGB")
+        if fmt == "JPEG" and max(image.size) > limits.max_side:
+            # Let the JPEG decoder scale down by 1/2 .. 1/8 instead of decoding every pixel.
+            scale = limits.max_side / max(image.size)
+            image.draft(None, (round(image.width * scale), round(image.height * scale)))
+        upright = image
+        if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+            # The re-encoded file has no EXIF, so the rotation it asks for is applied.
+            upright = ImageOps.exif_transpose(image)
+        work = _to_8bit(upright).convert("RGBA" if has_alpha else "RGB")
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         # Only the header was checked so far; decoding finds a cut-short file.
         raise InputError(
@@ -356,19 +381,35 @@ def _reencode(
         current = work if size == work.size else work.resize(size, Image.Resampling.LANCZOS)
         for out_fmt, options in _encodings(has_alpha, fmt, limits.fit):
             buffer = io.BytesIO()
-            current.save(buffer, out_fmt, **options)
+            current.save(buffer, out_fmt, **options, **({"icc_profile": icc} if icc else {}))
             data = buffer.getvalue()
             if len(data) <= limits.max_bytes:
                 after = f"{out_fmt} {size[0]}x{size[1]} {_size_text(len(data))}"
                 verb = "fitted" if limits.fit else "converted"
-                return data, out_fmt, size[0], size[1], f"{verb} {before} -> {after}"
+                first = f" (the first of {frames} frames)" if frames > 1 else ""
+                return data, out_fmt, size[0], size[1], f"{verb} {before}{first} -> {after}"
         if not limits.fit:
             raise InputError(
                 f"{flag} {label} ({before}) is still above the "
                 f"{_size_text(limits.max_bytes)} limit once converted",
                 "use --fit to shrink it, or raise --max-image-bytes",
             )
+        smaller = (round(work.width * scale * 0.85), round(work.height * scale * 0.85))
+        if min(smaller) < MIN_FIT_SIDE:
+            raise InputError(
+                f"{flag} {label} ({before}) cannot be fitted under "
+                f"{_size_text(limits.max_bytes)}: at {size[0]}x{size[1]} it is still "
+                f"{_size_text(len(data))}",
+                "raise --max-image-bytes",
+            )
         scale *= 0.85
+
+
+def _to_8bit(image: "PILImage") -> "PILImage":
+    """16-bit greys scaled down to 8 bits: a plain convert clips them to white."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        return image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
+    return image
 
 
 def _encodings(has_alpha: bool, fmt: str, fit: bool) -> list[tuple[str, dict[str, object]]]:
