@@ -28,6 +28,7 @@ BAD = [
     ("retries", "1.5", "1.5", "must be a whole number of at least 0"),
     ("qps", "-0.5", "-0.5", "must be at least 0 (0 = no limit)"),
     ("jobs", "0", "0", "must be at least 1"),
+    ("jobs", "257", "257", "must be at most 256"),
     ("max_image_bytes", "0", "0", "must be at least 1"),
     ("max_image_side", "-5", "-5", "must be at least 1"),
     ("max_aspect", "0.5", "0.5", "must be at least 1"),

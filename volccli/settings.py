@@ -18,18 +18,29 @@ DEFAULT_ENDPOINT: Final = "https://visual.volcengineapi.com"
 
 
 class Bounds(NamedTuple):
-    """The numbers a setting allows: at least ``low``, or above it when ``strict``."""
+    """The numbers a setting allows: at least ``low``, or above it when ``strict``; at
+    most ``high``."""
 
     low: float
     strict: bool = False
     note: str = ""
+    high: float = math.inf
 
     def allows(self, value: float) -> bool:
-        return value > self.low if self.strict else value >= self.low
+        above = value > self.low if self.strict else value >= self.low
+        return above and value <= self.high
 
     def describe(self) -> str:
         text = f"{'above' if self.strict else 'at least'} {self.low:g}"
+        if self.high != math.inf:
+            text = f"{text} and at most {self.high:g}"
         return f"{text} ({self.note})" if self.note else text
+
+    def broken_by(self, value: float) -> str:
+        """The one bound ``value`` breaks, as ``describe`` words it."""
+        if value > self.high:
+            return f"at most {self.high:g}"
+        return self._replace(high=math.inf).describe()
 
 
 class BadValue(ValueError):
@@ -65,6 +76,7 @@ def _check_folder(value: str) -> None:
 # The slowest rate a batch may ask for: the limiter spaces requests 1/qps seconds apart,
 # and a tiny rate (1e-300) would be a wait longer than the platform's clock can count.
 MIN_QPS: Final = 0.001
+MAX_JOBS: Final = 256
 
 
 def _check_qps(value: float) -> None:
@@ -149,7 +161,15 @@ SETTINGS: Final[dict[str, Setting]] = {
             bounds=Bounds(0, note="0 = no limit"),
             check=_check_qps,
         ),
-        Setting("jobs", int, "Requests in flight at once in a batch.", 4, bounds=Bounds(1)),
+        # Each job in flight holds a thread and a pooled connection: far past what any
+        # account's concurrency allows, more only costs memory.
+        Setting(
+            "jobs",
+            int,
+            "Requests in flight at once in a batch.",
+            4,
+            bounds=Bounds(1, high=MAX_JOBS),
+        ),
         Setting("output_dir", str, "Default output folder.", ".", check=_check_folder),
         Setting("name", str, "Default file name template.", check=_check_template),
         Setting(
@@ -207,7 +227,7 @@ def check(setting: Setting, raw: Any) -> Any:
     if setting.choices and value not in setting.choices:
         raise BadValue(f"is not one of {', '.join(setting.choices)}")
     if setting.bounds is not None and not setting.bounds.allows(value):
-        raise BadValue(f"must be {setting.bounds.describe()}")
+        raise BadValue(f"must be {setting.bounds.broken_by(value)}")
     if setting.check is not None:
         setting.check(value)
     return value
