@@ -295,6 +295,24 @@ def test_config_show_masks_secrets(home: Path) -> None:
     assert settings["secret_key"]["value"] == "****"
 
 
+def test_config_set_writes_through_a_linked_config_file(home: Path) -> None:
+    env = env_for(home)
+    dotfiles = home / "dotfiles"
+    dotfiles.mkdir()
+    target = dotfiles / "volccli.toml"
+    target.write_text('[profiles.default]\nretries = 1\n')
+    path = config_path(env)
+    path.parent.mkdir(parents=True, mode=0o700)
+    path.symlink_to(target)
+    result = run_cli(["config", "set", "timeout", "30"], env=env)
+    assert result.exit_code == 0, result.stderr
+    assert path.is_symlink() and path.resolve() == target.resolve()  # the link is kept
+    assert resolve({}, env=env, home=home).get("timeout") == 30.0
+    assert "retries = 1" in target.read_text()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert not list(dotfiles.glob(".*.tmp")) and not list(path.parent.glob(".*.tmp"))
+
+
 def test_write_config_tightens_a_loose_folder(home: Path) -> None:
     folder = home / "loose"
     folder.mkdir(mode=0o755)

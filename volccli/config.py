@@ -191,11 +191,17 @@ def read_config(path: Path) -> dict[str, Any]:
 
 
 def write_config(path: Path, data: Mapping[str, Any]) -> None:
-    """Write atomically, 0600 in a 0700 folder: the file holds secrets."""
+    """Write atomically, 0600 in a 0700 folder: the file holds secrets.
+
+    A config file that is a link (kept with one's dotfiles) is written where it points,
+    so the link stays; the folder it lies in is left as its owner set it up."""
     import tomli_w
 
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path.parent, 0o700)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(path.parent, 0o700)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
