@@ -459,6 +459,35 @@ def test_sigterm_stops_a_batch_after_its_jobs_in_flight_and_a_rerun_finishes(
     assert wait_idle(fresh_sandbox)["billed"] == 40
 
 
+def test_a_second_sigterm_leaves_at_once_and_counts_the_jobs_abandoned_in_flight(
+    fresh_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    rows = [{"command": "txt2img", "prompt": f"slow {n}"} for n in range(6)]
+    out = tmp_path / "out"
+    journal = out / JOURNAL_NAME
+    args = ["batch", str(write_jsonl(tmp_path / "jobs.jsonl", rows)), "-o", str(out)]
+    args += ["-j", "3", "--qps", "0", "--json"]
+    child = _child(fresh_sandbox, args, latency=4)
+    deadline = time.monotonic() + 20
+    while (journal.read_text() if journal.exists() else "").count('"type": "start"') < 3:
+        assert time.monotonic() < deadline and child.poll() is None
+        time.sleep(0.02)
+    signalled = time.monotonic()
+    child.terminate()
+    time.sleep(0.3)
+    child.terminate()
+    stdout, stderr = child.communicate(timeout=30)
+    err = stderr.decode()
+    assert child.returncode == ExitCode.TERMINATED, err
+    assert time.monotonic() - signalled < 3  # did not wait for the 4-second requests
+    assert "Ctrl-C or SIGTERM again to leave now" in err
+    summary = json.loads(stdout.decode().splitlines()[-1])["summary"]
+    assert (summary["ok"], summary["abandoned"], summary["not_started"]) == (0, 3, 3)
+    assert "0 ok, 3 abandoned in flight (perhaps billed), 3 not started" in err
+    fresh_sandbox.configure(latency=0)
+    wait_idle(fresh_sandbox)
+
+
 def test_main_gives_back_the_sigterm_handler_it_borrowed() -> None:
     import signal
 

@@ -47,6 +47,7 @@ class Engine:
         self.stop = threading.Event()
         self.fatal: VolccliError | None = None
         self.in_flight = 0  # jobs taken by a worker and not finished yet
+        self.abandoned = 0  # jobs in flight when a second Ctrl-C or SIGTERM left the batch
         self._alive = 0  # worker threads that have not returned
         self._all_done = threading.Event()
         self._lock = threading.Lock()
@@ -89,7 +90,13 @@ class Engine:
             self.leave.set()
             if self.in_flight:
                 self.reporter.stopping(self.in_flight)
-            self._wait()
+            try:
+                self._wait()
+            except KeyboardInterrupt:
+                with self._lock:  # what is in flight now is never reported: count it
+                    self.abandoned = self.in_flight
+                    self.reporter.stop()
+                raise
             raise
 
     def _wait(self) -> None:

@@ -197,7 +197,7 @@ class Reporter:
         jobs = f"{in_flight} job{'s' if in_flight != 1 else ''}"
         self.ui.warn(
             f"stopping: waiting for the {jobs} in flight (already paid for) to finish, "
-            "except async tasks, which the next run fetches; Ctrl-C again to leave now"
+            "except async tasks, which the next run fetches; Ctrl-C or SIGTERM again to leave now"
         )
 
     def _emit(self, result: Result) -> None:
@@ -261,8 +261,14 @@ class Reporter:
 
     # --- the end -----------------------------------------------------------------------
 
-    def summary(self, *, elapsed: float, journal: str, exit_code: int) -> dict[str, Any]:
+    def summary(
+        self, *, elapsed: float, journal: str, exit_code: int, abandoned: int = 0
+    ) -> dict[str, Any]:
+        """``abandoned``: jobs left in flight by a second Ctrl-C or SIGTERM (perhaps
+        billed; the journal has no end for them, so the next run does them again)."""
         counts = self.counts
+        unfinished = max(0, counts.total - counts.finished - counts.left + counts.invalid)
+        abandoned = min(abandoned, unfinished)
         return {
             "batch": self.label,
             "total": counts.total + counts.invalid,
@@ -272,7 +278,8 @@ class Reporter:
             "failed": counts.failed - counts.invalid,
             "invalid": counts.invalid,
             "left_running": counts.left,
-            "not_started": max(0, counts.total - counts.finished - counts.left + counts.invalid),
+            "abandoned": abandoned,
+            "not_started": unfinished - abandoned,
             "images": counts.images,
             "retries": counts.retries,
             "elapsed": round(elapsed, 3),
@@ -285,6 +292,8 @@ class Reporter:
         for name in ("skipped", "filtered", "failed", "invalid", "left_running", "not_started"):
             if summary[name]:
                 parts.append(f"{summary[name]} {name.replace('_', ' ')}")
+            if name == "left_running" and summary["abandoned"]:
+                parts.append(f"{summary['abandoned']} abandoned in flight (perhaps billed)")
         images = summary["images"]
         text = f"batch {self.label}: {', '.join(parts)}; {images} image{'' if images == 1 else 's'}"
         text += f" in {summary['elapsed']:.1f}s"

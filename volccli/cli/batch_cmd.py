@@ -290,7 +290,10 @@ def _execute(
         journal.close()
     code = interrupt_exit(stopped)[1] if stopped else _exit_code(reporter, engine)
     summary = reporter.summary(
-        elapsed=time.monotonic() - started, journal=str(journal_path), exit_code=code
+        elapsed=time.monotonic() - started,
+        journal=str(journal_path),
+        exit_code=code,
+        abandoned=engine.abandoned,
     )
     if not ui.quiet or code:
         ui.plain(reporter.summary_text(summary))
