@@ -191,6 +191,9 @@ def test_half_a_pair_in_env_is_refused_not_completed_from_a_profile(home: Path) 
     with pytest.raises(ConfigError) as info:
         resolve({}, env=env_for(home, VOLCCLI_ACCESS_KEY="AK-env"), home=home)
     assert "secret_key is missing" in info.value.message
+    assert info.value.hint == (
+        "export VOLCCLI_SECRET_KEY too, or unset VOLCCLI_ACCESS_KEY to use a pair from the config"
+    )
     with pytest.raises(ConfigError, match="access_key is missing"):
         resolve({}, env=env_for(home, VOLCCLI_SECRET_KEY="SK-env"), home=home)
 
@@ -198,8 +201,9 @@ def test_half_a_pair_in_env_is_refused_not_completed_from_a_profile(home: Path) 
 def test_half_a_pair_in_a_profile_is_refused(home: Path) -> None:
     volc_credentials(home)
     write_profile(home, '[profiles.default]\naccess_key = "AK-prof"\n')
-    with pytest.raises(ConfigError, match="secret_key is missing"):
+    with pytest.raises(ConfigError, match="secret_key is missing") as info:
         resolve({}, env=env_for(home), home=home)
+    assert "`volccli config set secret_key`" in info.value.hint
 
 
 def test_half_a_volc_env_pair_is_skipped_for_a_whole_file_pair(home: Path) -> None:

@@ -153,7 +153,8 @@ GATEWAY: Final[dict[str, CodeInfo]] = {
     "InvalidAccessKey": CodeInfo(
         ConfigError,
         "the access key is not valid",
-        "check the access key (volccli config show says where it came from)",
+        "check the access key, and the STS session token if one is set "
+        "(volccli config show says where they came from)",
     ),
     "SignatureDoesNotMatch": CodeInfo(ConfigError, "the signature does not match", _SIGNING_HINT),
     "LackPolicy": CodeInfo(

@@ -431,7 +431,16 @@ def _resolve_credentials(
             if not (ak and sk):
                 missing = "secret_key" if ak else "access_key"
                 problem = f"{source} gives one half of a key pair: {missing} is missing"
-                fix = f"set it in the same place, e.g. `volccli config set {missing}`"
+                # The pair is taken whole from one place, never half from each.
+                if from_env:
+                    given = "access_key" if ak else "secret_key"
+                    fix = (
+                        f"export {SETTINGS[missing].env} too, or unset "
+                        f"{SETTINGS[given].env} to use a pair from the config"
+                    )
+                else:
+                    named = "" if profile == DEFAULT_PROFILE else f"--profile {profile} "
+                    fix = f"set it in the same profile: `volccli config set {named}{missing}`"
                 if strict:
                     raise ConfigError(problem, fix)
                 resolved.notes.append(f"{problem}; {fix}")
