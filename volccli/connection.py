@@ -91,7 +91,7 @@ def choose_mode(resolved: Resolved) -> tuple[Mode, str]:
         )
     if resolved.get("base_url"):
         return "gateway", f"a base URL is set ({resolved.source('base_url')})"
-    return "official", "no credentials found"
+    return "official", "it is the default (no credentials were found)"
 
 
 def connect(
