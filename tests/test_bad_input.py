@@ -443,6 +443,26 @@ def test_core_bad_input(
     assert api_requests(fresh_sandbox) == 0
 
 
+@pytest.mark.parametrize(
+    "args", [["txt2img", "x"], ["batch", "jobs.jsonl"]], ids=["txt2img", "batch"]
+)
+def test_json_with_nul_separated_paths_is_refused(
+    fresh_sandbox: Sandbox, files: Path, args: list[str]
+) -> None:
+    before = listing(files)
+    result = run_cli(
+        [*args, "--json", "-0", "-o", "out", "--base-url", fresh_sandbox.base_url],
+        env={"VOLCCLI_API_KEY": API_KEY},
+    )
+    assert result.exit_code == ExitCode.USAGE
+    assert result.stderr_lines == [
+        "volccli: error: --json and -0/--null cannot be combined; "
+        "--json prints one JSON record per line; drop one of them"
+    ]
+    assert json.loads(result.stdout)["error"]["exit_code"] == ExitCode.USAGE
+    assert listing(files) == before and api_requests(fresh_sandbox) == 0
+
+
 def test_an_existing_file_with_on_exists_fail(
     fresh_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

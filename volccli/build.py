@@ -131,7 +131,17 @@ def image_limits(options: Mapping[str, Any], resolved: Resolved) -> ImageLimits:
     return limits
 
 
+def check_listing(options: Mapping[str, Any]) -> None:
+    """--json prints records, one per line; -0 separates paths: one or the other."""
+    if options.get("json") and options.get("null"):
+        raise InputError(
+            "--json and -0/--null cannot be combined",
+            "--json prints one JSON record per line; drop one of them",
+        )
+
+
 def output_spec(options: Mapping[str, Any], resolved: Resolved, count: int) -> OutputSpec:
+    check_listing(options)
     folder = options.get("output_dir") or resolved.get("output_dir") or "."
     template = options.get("name") or resolved.get("name") or DEFAULT_TEMPLATE
     on_exists = options.get("on_exists") or resolved.get("on_exists") or "suffix"

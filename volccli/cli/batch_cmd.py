@@ -177,12 +177,13 @@ def _setting(options: dict[str, Any], session: Session, name: str) -> Any:
 
 def _run(options: dict[str, Any], session: Session, ui: UI) -> int:
     from ..batchfile import read_batch
-    from ..build import Stdin
+    from ..build import Stdin, check_listing
     from ..errors import InputError
     from ..jobs import plan_batch
     from ..runner import FilterPolicy
     from ..tasks import PollPolicy
 
+    check_listing(options)
     workers = int(session.resolved.pick("jobs", options.get("jobs")))
     qps = float(session.resolved.pick("qps", options.get("qps")))
     # Checked now: the runners are made only after the journal is created.
