@@ -271,8 +271,8 @@ CATALOGUE: dict[str, Bad] = {
         "-o",
         "out",
         "--base-url",
-        "http://127.0.0.1:9/?x=1",
-        words=("--base-url", "without a query string"),
+        "http://127.0.0.1:9/?key=QSECRET",
+        words=("--base-url", "has a query string", "https://host[:port][/path]"),
     ),
     "--endpoint ftp": bad(
         "txt2img",
@@ -606,6 +606,8 @@ def test_bad_input_is_refused_in_one_line_and_nothing_is_written(
         assert result.stdout == ""
     for word in row.words:
         assert word in line, (word, line)
+    for secret in ("hunter2", "QSECRET"):  # passwords and tokens in URLs are not echoed
+        assert secret not in result.stdout + result.stderr or secret in row.words
     assert (
         snapshot(workdir),
         snapshot(isolated_env),

@@ -226,8 +226,8 @@ def test_prompt_file_outside_the_batch_folder_or_unreadable_is_refused(
 @pytest.mark.parametrize(
     ("row", "words"),
     [
-        ({"prompt": "x", "prompt_file": "p.txt"}, "prompt and prompt_file both set prompt"),
-        ({"prompt": "x", "steps": 20, "ddim_steps": 30}, "steps and ddim_steps both set"),
+        ({"prompt": "x", "prompt_file": "p.txt"}, "prompt and prompt_file both give prompt"),
+        ({"prompt": "x", "steps": 20, "ddim_steps": 30}, "steps and ddim_steps name the same"),
         ({"prompt": 42}, "prompt 42 is not text"),
         ({"prompt": "   "}, "prompt is empty"),
         ({"prompt": "a \udc80 b"}, "lone UTF-16 surrogate"),

@@ -53,7 +53,14 @@ def check_base_url(value: str, name: str, source: str) -> str:
             "give the URL without them; the API key goes in VOLCCLI_API_KEY or "
             "`volccli config set api_key`",
         )
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+    if parts.query or parts.fragment:
+        # Not echoed: a query string often carries a token.
+        raise error(
+            f"{name} (from {source}) has a query string or fragment, which volccli "
+            "cannot keep (it adds its own ?Action=…)",
+            "write it like https://host[:port][/path]; the API key goes in VOLCCLI_API_KEY",
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise error(
             f"{name} {value!r} (from {source}) is not an http(s) URL",
             "write it like https://host[:port][/path], without a query string",

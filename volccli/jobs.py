@@ -259,9 +259,10 @@ def row_options(
     def claim(target: str, key: str) -> None:
         earlier = given.setdefault(target, key)
         if earlier != key:
-            raise InputError(
-                f"{earlier} and {key} both set {target}", f"keep one of {earlier} and {key}"
-            )
+            # steps and ddim_steps are two names of one field; prompt_file gives prompt.
+            from_file = earlier.endswith("_file") or key.endswith("_file")
+            what = f"both give {target}" if from_file else "name the same field"
+            raise InputError(f"{earlier} and {key} {what}", f"keep one of {earlier} and {key}")
 
     for key, value in values.items():
         if key in ("command", "req_key") or value is None:
