@@ -297,6 +297,8 @@ def test_config_show_masks_secrets(home: Path) -> None:
     assert "very-secret" not in result.stdout + result.stderr
     settings = json.loads(result.stdout)["settings"]
     assert settings["secret_key"]["value"] == "****"
+    # Numbers stay numbers for the scripts that read it.
+    assert settings["timeout"]["value"] == 120.0 and settings["retries"]["value"] == 3
 
 
 def test_config_set_writes_through_a_linked_config_file(home: Path) -> None:

@@ -13,7 +13,7 @@ from ..errors import ConfigError, InputError
 from .common import global_options, interactive_stdin, make_ui, print_json, reported
 
 if TYPE_CHECKING:
-    from ..config import Setting
+    from ..config import Resolved, Setting
 
 app = typer.Typer(help="Show and change settings and credentials.", no_args_is_help=True)
 
@@ -253,7 +253,8 @@ def show_command(
                     "profile_source": resolved.profile_source,
                     "profiles": profiles,
                     "settings": {
-                        key: {"value": value, "source": source} for key, value, source in rows
+                        key: {"value": _json_value(resolved, key, shown), "source": source}
+                        for key, shown, source in rows
                     },
                     "notes": resolved.notes,
                 }
@@ -269,3 +270,9 @@ def show_command(
             typer.echo(f"  {key:<{width}}  {value:<24}  {source}")
         for note in resolved.notes:
             ui.warn(note)
+
+
+def _json_value(resolved: Resolved, key: str, shown: str) -> Any:
+    """The value with its type (a number stays a number), unless it is shown masked."""
+    value = resolved.get(key)
+    return value if shown == str(value) else shown
