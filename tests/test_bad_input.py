@@ -4,6 +4,7 @@ no traceback, nothing sent to the sandbox and nothing written."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -460,6 +461,29 @@ def test_json_with_nul_separated_paths_is_refused(
         "--json prints one JSON record per line; drop one of them"
     ]
     assert json.loads(result.stdout)["error"]["exit_code"] == ExitCode.USAGE
+    assert listing(files) == before and api_requests(fresh_sandbox) == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["edit", "lat\udce9.png", "x"], ["txt2img", "x", "-o", "d\udce9"]],
+    ids=["input file", "output folder"],
+)
+def test_an_argument_that_is_not_utf8_is_refused_before_sending(
+    fresh_sandbox: Sandbox, files: Path, args: list[str]
+) -> None:
+    """Bytes that are not UTF-8 on the command line (Python keeps them as surrogates)."""
+    before = listing(files)
+    if args[0] == "edit":
+        (files / os.fsdecode(b"lat\xe9.png")).write_bytes((files / "good.png").read_bytes())
+        before = listing(files)
+    result = run_cli(
+        [*args, "--base-url", fresh_sandbox.base_url], env={"VOLCCLI_API_KEY": API_KEY}
+    )
+    assert result.exit_code == ExitCode.USAGE
+    assert len(result.stderr_lines) == 1
+    line = result.stderr_lines[0]
+    assert "is not valid UTF-8" in line and "\\xe9" in line and "rename the file" in line
     assert listing(files) == before and api_requests(fresh_sandbox) == 0
 
 

@@ -108,6 +108,16 @@ def _usage_error_type() -> type[BaseException]:
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point."""
     args = list(sys.argv[1:] if argv is None else argv)
+    undecodable = next((arg for arg in args if not _is_utf8(arg)), None)
+    if undecodable is not None:
+        # Such a name would go into the request, the recipe and the history as text, and
+        # fail there after the image was paid for: refused before anything happens.
+        shown = undecodable.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        sys.stderr.write(
+            f"volccli: error: the argument '{shown}' is not valid UTF-8; rename the file "
+            "(or pipe an image in with '-'), or re-encode the text as UTF-8\n"
+        )
+        sys.exit(int(ExitCode.USAGE))
     restore = _terminate_like_ctrl_c()
     try:
         code = app(args=args, prog_name="volccli", standalone_mode=False)
@@ -143,6 +153,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     finally:
         restore()
     sys.exit(int(code or 0))
+
+
+def _is_utf8(arg: str) -> bool:
+    """False for an argument with bytes that are not UTF-8 (Python keeps them as
+    lone surrogates, which cannot be written out as text)."""
+    try:
+        arg.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _stdout_abandoned() -> bool:
