@@ -282,6 +282,14 @@ def test_stdin_can_feed_only_one_argument(fresh_sandbox: Sandbox, files: Path) -
     check_refused(
         result, ExitCode.USAGE, ["PROMPT and IMAGE both ask to read stdin"], files, before
     )
+    result = run_cli(
+        ["controlnet", "-", "--control", "pose:-:0.5", "--base-url", fresh_sandbox.base_url],
+        input="a prompt from stdin",
+        env={"VOLCCLI_API_KEY": API_KEY},
+    )
+    check_refused(
+        result, ExitCode.USAGE, ["PROMPT and --control both ask to read stdin"], files, before
+    )
     assert api_requests(fresh_sandbox) == 0
 
 

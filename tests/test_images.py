@@ -95,6 +95,17 @@ def test_stdin_and_data_uris_are_read_into_memory() -> None:
     assert load("DATA:image/png;BASE64," + encoded).data == data
 
 
+def test_a_url_with_a_password_is_refused_without_echoing_it() -> None:
+    error = refused("https://alice:hunter2@example.com/a.png")
+    assert "carries a user or password before '@'" in error.message
+    assert "hunter2" not in f"{error.message} {error.hint}"
+
+
+def test_the_input_stem_of_files_and_urls() -> None:
+    assert load("https://example.com/shots/photo%20one.png?sig=1").stem == "photo one"
+    assert load("-", stdin=image_bytes(8, 8)).stem == ""
+
+
 def test_a_pipe_is_read_whole_though_it_has_no_size(tmp_path: Path) -> None:
     data = image_bytes(48, 40)
     fifo = tmp_path / "pipe.png"

@@ -143,6 +143,9 @@ def test_parse_control(spec: str, ctype: str, source: str, strength: float) -> N
         ("canny:a.png:-0.2", ["strength -0.2", "(0, 1]"]),
         ("canny", ["TYPE:IMAGE[:STRENGTH]"]),
         ("canny:", ["TYPE:IMAGE[:STRENGTH]"]),
+        ("canny:edges.png:abc", ["strength 'abc' is not a number", "canny:edges.png:0.6"]),
+        ("depth:d.JPG:0,6", ["strength '0,6' is not a number"]),
+        ("pose:p.png:", ["strength '' is not a number"]),
     ],
 )
 def test_parse_control_refuses(spec: str, words: list[str]) -> None:

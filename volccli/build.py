@@ -189,6 +189,8 @@ def _one_stdin_reader(kind: Kind, options: Mapping[str, Any], literal_text: bool
         raw = options.get(slot.name)
         given = [raw] if isinstance(raw, str) else list(raw or [])
         flag = slot.name.upper() if slot.positional else f"--{slot.option}"
+        if slot.parse == "control":  # TYPE:-[:STRENGTH]
+            given = [spec.split(":")[1] if spec.count(":") else spec for spec in given]
         wanting += [flag for source in given if source == "-"]
     if options.get("body") == "-":
         wanting.append("--body")

@@ -18,9 +18,9 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from .digest import file_sha256
 from .errors import InputError
@@ -69,6 +69,16 @@ class ImageInput:
         """Where it came from, as recipes record it: a file by its absolute path, so a
         rerun finds it from any folder; otherwise the URL, "stdin" or "data: URI"."""
         return str(self.origin) if self.origin is not None else self.label
+
+    @property
+    def stem(self) -> str:
+        """Its file name without the extension: the local file's, or the last part of
+        the URL's path; "" for stdin and data: URIs."""
+        if self.origin is not None:
+            return self.origin.stem
+        if self.url:
+            return PurePosixPath(unquote(urlsplit(self.url).path)).stem
+        return ""
 
     @property
     def encoded_length(self) -> int:
@@ -146,6 +156,14 @@ def _short(text: str, limit: int = 60) -> str:
 
 def _url_input(source: str, flag: str) -> ImageInput:
     parts = urlsplit(source)
+    if "@" in parts.netloc:
+        # Not echoed: image URLs are kept in recipes, dry runs and the history.
+        raise InputError(
+            f"{flag}: the URL carries a user or password before '@', which volccli would "
+            "keep in recipes and the history",
+            "give a URL without them (a signed URL's query string works), or download the "
+            "image and give the file",
+        )
     if not parts.hostname:
         raise InputError(
             f"{flag} {_short(source)} has no host", "write a full URL: https://host/path.png"

@@ -33,7 +33,7 @@ TOKENS: Final = {
     "request_id": "the API's request id",
     "req_key": "the req_key",
     "hash": "the first 8 characters of the job's request hash",
-    "input": "the stem of the first input image's file name",
+    "input": "the stem of the first input image's file name (a URL's too)",
     "row": "the batch row number",
     "name": "the batch row's name column",
 }

@@ -110,9 +110,18 @@ def parse_control(
                 "use a strength above 0 and at most 1, e.g. 0.6 "
                 "(or --no-validate to let the server decide)",
             )
+    elif colon and _IMAGE_NAME.search(source) and re.fullmatch(r"[\w.,+-]*", tail):
+        # edges.png:0,6 or edges.png:strong: a strength, mistyped, not part of the name.
+        raise InputError(
+            f"--control strength {tail!r} is not a number",
+            "write e.g. --control canny:edges.png:0.6",
+        )
     else:
         source = rest
     return Control(ctype, load(source, "--control"), strength)
+
+
+_IMAGE_NAME = re.compile(r"\.(png|jpe?g|webp|gif|bmp|tiff?)$", re.IGNORECASE)
 
 
 def _looks_numeric(text: str) -> bool:

@@ -150,7 +150,7 @@ def prompt_of(body: Mapping[str, Any]) -> str:
 
 def name_values(job: Job) -> dict[str, Any]:
     request = job.request
-    first = next((img for img in request.inputs.all() if img.origin is not None), None)
+    first = next((img for img in request.inputs.all() if img.stem), None)
     return {
         "command": request.command,
         "prompt": prompt_of(job.body),
@@ -158,7 +158,7 @@ def name_values(job: Job) -> dict[str, Any]:
         "index": job.index,
         "req_key": request.req_key,
         "hash": job.identity[:8],
-        "input": first.origin.stem if first is not None and first.origin is not None else "",
+        "input": first.stem if first is not None else "",
         "row": request.row,
         "name": request.name,
     }
