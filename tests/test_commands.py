@@ -6,10 +6,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from tests.helpers import (
     Result,
@@ -17,6 +19,7 @@ from tests.helpers import (
     b64_summary,
     image_size,
     listing,
+    noise_image,
     run_cli,
     sent_bodies,
     write_image,
@@ -478,6 +481,37 @@ def test_outpaint_canvas_mode(sb: Sandbox, tmp_path: Path) -> None:
     assert not {"top", "bottom", "left", "right"} & set(body)
     (path,) = written(tmp_path / "out")
     assert image_size(path) == (240, 120)
+
+
+def test_outpaint_canvas_mode_fits_the_mask_with_its_canvas(sb: Sandbox, tmp_path: Path) -> None:
+    # Noise does not compress: only the canvas is over the byte limit.
+    (tmp_path / "canvas.png").write_bytes(noise_image(600, 400))
+    mask = tmp_path / "mask.png"
+    drawn = Image.new("L", (600, 400), 0)
+    drawn.paste(255, (150, 100, 450, 300))
+    drawn.save(mask)
+    result = ok(
+        run(
+            sb,
+            "outpaint",
+            "canvas.png",
+            "--mask",
+            "mask.png",
+            "--fit",
+            "--max-image-bytes",
+            "60000",
+        )
+    )
+    found = re.search(
+        r"mask\.png: resized 600x400 -> (\d+)x(\d+) to match the fitted", result.stderr
+    )
+    assert found, result.stderr
+    fitted = (int(found[1]), int(found[2]))
+    assert fitted[0] < 600 and f"-> JPEG {fitted[0]}x{fitted[1]}" in result.stderr
+    # The sandbox checks that the mask has the canvas's size, as the service does.
+    (path,) = [p for p in written(tmp_path) if p.name.startswith("outpaint")]
+    assert image_size(path) == fitted
+    assert mask.stat().st_size and Image.open(mask).size == (600, 400)  # the file is untouched
 
 
 @pytest.mark.parametrize(

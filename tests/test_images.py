@@ -19,6 +19,7 @@ from volccli.images import (
     ImageInput,
     ImageLimits,
     load_image,
+    resized_like,
     sniff_extension,
     verify_image_file,
 )
@@ -322,6 +323,23 @@ def test_a_huge_jpeg_is_fitted_from_a_reduced_decode(tmp_path: Path) -> None:
     image = load(path, ImageLimits(fit=True))
     assert (image.width, image.height) == (4096, 3072)
     assert "fitted JPEG 6000x4500" in image.notes[0]
+
+
+def test_a_mask_resized_like_its_canvas_keeps_hard_edges(tmp_path: Path) -> None:
+    mask_path = tmp_path / "mask.png"
+    drawn = Image.new("L", (600, 400), 0)
+    drawn.paste(255, (150, 100, 450, 300))
+    drawn.save(mask_path)
+    canvas = load(
+        write_image(tmp_path / "canvas.png", 600, 400), ImageLimits(max_side=300, fit=True)
+    )
+    mask = resized_like(load(mask_path), canvas)
+    assert (mask.width, mask.height) == (300, 200) and mask.resized_from == (600, 400)
+    assert mask.data is not None and mask.sha256 == hashlib.sha256(mask.data).hexdigest()
+    with Image.open(io.BytesIO(mask.data)) as decoded:
+        assert decoded.size == (300, 200)
+        assert set(decoded.convert("L").tobytes()) == {0, 255}
+    assert "resized 600x400 -> 300x200" in mask.notes[-1]
 
 
 def test_an_animation_note_says_only_its_first_frame_is_sent(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from .images import (
     ImageInput,
     ImageLimits,
     load_image,
+    resized_like,
 )
 from .jsonkind import json_kind
 from .kinds import Kind
@@ -177,6 +178,23 @@ def output_spec(options: Mapping[str, Any], resolved: Resolved, count: int) -> O
     return OutputSpec(Path(os.path.expanduser(folder)), template, on_exists, sidecar, embed)  # type: ignore[arg-type]  # checked above
 
 
+def _mask_follows_canvas(kind: Kind, inputs: Inputs, notes: list[str]) -> None:
+    """A mask given at its canvas's size stays at it when --fit shrinks the canvas."""
+    masks = inputs.images.get("mask")
+    canvas_slot = next((slot.name for slot in kind.slots if slot.positional), "")
+    canvases = inputs.images.get(canvas_slot)
+    if not masks or not canvases:
+        return
+    mask, canvas = masks[0], canvases[0]
+    given_mask = mask.resized_from or (mask.width, mask.height)
+    if canvas.resized_from == given_mask and (mask.width, mask.height) != (
+        canvas.width,
+        canvas.height,
+    ):
+        inputs.images["mask"] = [resized_like(mask, canvas)]
+        notes.append(inputs.images["mask"][0].notes[-1])
+
+
 def _one_stdin_reader(kind: Kind, options: Mapping[str, Any], literal_text: bool) -> None:
     """Refuse two '-' arguments before either is read: the first would take the bytes
     meant for the other (an image read as the prompt's text)."""
@@ -273,6 +291,7 @@ def build_request(
             inputs.controls = [parse_control(spec, load, validate=validate) for spec in given]
         elif given:
             inputs.images[slot.name] = [load(source, flag) for source in given]
+    _mask_follows_canvas(kind, inputs, notes)
     overrides = parse_set(options.get("sets") or [])
     base = {}
     if options.get("body") is not None:

@@ -63,6 +63,8 @@ class ImageInput:
     format: str = ""
     notes: list[str] = field(default_factory=list)
     origin: Path | None = None  # the local file it was read from, as an absolute path
+    # (width, height) as given, when conversion or --fit changed its size.
+    resized_from: tuple[int, int] | None = None
 
     @property
     def source(self) -> str:
@@ -324,6 +326,7 @@ def _check_bytes(data: bytes, label: str, flag: str, limits: ImageLimits) -> Ima
             _check_intact(data, image, label, flag)
         _check_aspect(width, height, label, flag, limits)
         _check_limits(fmt, width, height, len(data), label, flag, limits)
+        given = (width, height)
         if fmt not in ACCEPTED_FORMATS or _over_limits(width, height, len(data), limits):
             data, fmt, width, height, note = _reencode(image, data, fmt, limits, label, flag)
             notes.append(f"{label}: {note}")
@@ -337,6 +340,38 @@ def _check_bytes(data: bytes, label: str, flag: str, limits: ImageLimits) -> Ima
         height=height,
         format=fmt,
         notes=notes,
+        resized_from=given if given != (width, height) else None,
+    )
+
+
+def resized_like(mask: ImageInput, canvas: ImageInput) -> ImageInput:
+    """``mask`` scaled to ``canvas``'s size, as a PNG: a mask must match the canvas that
+    --fit made smaller. Nearest-neighbour keeps its edges hard."""
+    from PIL import Image
+
+    source = io.BytesIO(mask.data) if mask.data is not None else mask.path
+    assert source is not None
+    with _pil_open(source) as image:
+        scaled = image.resize((canvas.width, canvas.height), Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    scaled.save(buffer, "PNG")
+    data = buffer.getvalue()
+    note = (
+        f"{mask.label}: resized {mask.width}x{mask.height} -> {canvas.width}x{canvas.height} "
+        "to match the fitted canvas"
+    )
+    return ImageInput(
+        label=mask.label,
+        flag=mask.flag,
+        data=data,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        width=canvas.width,
+        height=canvas.height,
+        format="PNG",
+        notes=[*mask.notes, note],
+        origin=mask.origin,
+        resized_from=(mask.width, mask.height),
     )
 
 
