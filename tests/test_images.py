@@ -96,6 +96,17 @@ def test_stdin_and_data_uris_are_read_into_memory() -> None:
     assert load("DATA:image/png;BASE64," + encoded).data == data
 
 
+def test_an_endless_stream_is_read_only_up_to_a_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    import volccli.images
+
+    monkeypatch.setattr(volccli.images, "MAX_STREAM_BYTES", 64 * 1024)
+    limits = ImageLimits(max_bytes=1024)
+    error = refused("/dev/zero", limits)  # returns: no endless read into memory
+    assert "/dev/zero goes on past 64.0 KB" in error.message
+    assert "stdin goes on past" in refused("-", limits, stdin=b"\0" * (65 * 1024)).message
+    assert load("-", limits, stdin=image_bytes(8, 8)).width == 8
+
+
 def test_a_url_with_a_password_is_refused_without_echoing_it() -> None:
     error = refused("https://alice:hunter2@example.com/a.png")
     assert "carries a user or password before '@'" in error.message

@@ -25,6 +25,7 @@ from .images import (
     ImageLimits,
     load_image,
     resized_like,
+    stream_cap,
 )
 from .jsonkind import json_kind
 from .kinds import Kind
@@ -41,16 +42,18 @@ class Stdin:
     """stdin can feed one argument per run; it is read only when '-' is given."""
 
     used_by: list[str] = field(default_factory=list)
-    reader: Callable[[], bytes] = lambda: sys.stdin.buffer.read()
+    reader: Callable[[int], bytes] = lambda limit: sys.stdin.buffer.read(limit)
 
-    def read(self, what: str) -> bytes:
+    def read(self, what: str, limit: int = -1) -> bytes:
+        """All of stdin, or its first ``limit`` bytes (so that an endless stream cannot
+        fill the memory)."""
         if self.used_by:
             raise InputError(
                 f"{what} -: stdin is already used by {self.used_by[0]}",
                 "only one argument can read stdin",
             )
         self.used_by.append(what)
-        return self.reader()
+        return self.reader(limit)
 
 
 def read_text(value: str, what: str, stdin: Stdin, base_dir: Path | None = None) -> str:
@@ -274,7 +277,11 @@ def build_request(
                 "give the image's path (relative to the batch file), URL or data: URI",
             )
         image = load_image(
-            source, flag, limits, read_stdin=lambda: stdin.read(flag), base_dir=base_dir
+            source,
+            flag,
+            limits,
+            read_stdin=lambda: stdin.read(flag, stream_cap(limits) + 1),
+            base_dir=base_dir,
         )
         notes.extend(image.notes)
         return image

@@ -37,6 +37,14 @@ _HASH_CHUNK = 1024 * 1024
 _JPEG_QUALITIES = (92, 85, 78, 70, 60)
 # --fit stops shrinking here: a smaller picture is of no use, so the limit is refused.
 MIN_FIT_SIDE = 64
+# What stdin, a pipe or a device (/dev/zero) may pour in before volccli stops reading it:
+# far above any image --fit can use, far below what would exhaust memory.
+MAX_STREAM_BYTES = 128 * 1024 * 1024
+
+
+def stream_cap(limits: "ImageLimits") -> int:
+    """The most bytes an image read from a stream may have."""
+    return max(MAX_STREAM_BYTES, limits.max_bytes)
 
 
 class ImageLimits(NamedTuple):
@@ -138,6 +146,7 @@ def load_image(
         data = read_stdin()
         if not data:
             raise InputError(f"{flag} -: stdin is empty", "pipe the image bytes into volccli")
+        _check_stream_size(data, "stdin", flag, limits)
         return _check_bytes(data, "stdin", flag, limits)
     path = Path(source).expanduser()
     if base_dir is not None and not path.is_absolute():
@@ -201,9 +210,11 @@ def _check_file(path: Path, flag: str, limits: ImageLimits) -> ImageInput:
     try:
         if not path.is_file():
             # A pipe (<(…), /dev/stdin, a FIFO) has no size and can be read only once.
-            data = path.read_bytes()
+            with path.open("rb") as handle:
+                data = handle.read(stream_cap(limits) + 1)
             if not data:
                 raise InputError(f"{flag} {label} is empty", "give a JPEG or PNG image")
+            _check_stream_size(data, label, flag, limits)
             return _check_bytes(data, label, flag, limits)
         size = path.stat().st_size
         with path.open("rb") as handle:
@@ -238,6 +249,15 @@ def _check_file(path: Path, flag: str, limits: ImageLimits) -> ImageInput:
         format=fmt,
         origin=path.absolute(),
     )
+
+
+def _check_stream_size(data: bytes, label: str, flag: str, limits: ImageLimits) -> None:
+    if len(data) > stream_cap(limits):
+        raise InputError(
+            f"{flag} {label} goes on past {_size_text(stream_cap(limits))}, more than any "
+            "image volccli can send",
+            "give a JPEG or PNG file",
+        )
 
 
 def _pil_open(source: Path | io.BytesIO) -> "PILImage":
