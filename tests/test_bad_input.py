@@ -429,6 +429,33 @@ CORE_CASES: list[tuple[str, Setup, ExitCode, list[str]]] = [
         ["--timeout must be above 0"],
     ),
     (
+        "-n images whose names a length spec makes equal",
+        _gateway(
+            [
+                "txt2img",
+                "x",
+                "-n",
+                "3",
+                "--seed",
+                "10",
+                "--name",
+                "s{seed:1}",
+                "--on-exists",
+                "overwrite",
+            ]
+        ),
+        ExitCode.USAGE,
+        ["gives images 1 and 2 the same name s1.png", "--on-exists suffix"],
+    ),
+    (
+        "-n images whose names the length cut makes equal",
+        _gateway(
+            ["txt2img", "x", "-n", "2", "--name", "a" * 250 + "_{seed}", "--on-exists", "fail"]
+        ),
+        ExitCode.USAGE,
+        ["gives images 1 and 2 the same name", "keep {seed} or {index} whole"],
+    ),
+    (
         "output folder under a file",
         _gateway(["txt2img", "x", "-o", "somefile.txt/sub"]),
         ExitCode.OUTPUT,

@@ -137,7 +137,30 @@ def plan(request: Request, rng: random.Random | None = None) -> list[Job]:
             },
         )
         jobs.append(Job(request, index, body, identity))
+    _refuse_shared_names(request, jobs)
     return jobs
+
+
+def _refuse_shared_names(request: Request, jobs: list[Job]) -> None:
+    """Two images of one command must not get one name unless a -N suffix keeps them apart:
+    the template may hold {seed}, but a length like {seed:1} or the 200-byte cut of a
+    long name can still make two names equal, and one paid image would replace the other."""
+    spec = request.output
+    if len(jobs) < 2 or spec.folder is None or spec.on_exists == "suffix":
+        return
+    if needs_answer(spec.template):  # {request_id}: known only from the answers
+        return
+    now = datetime.now()
+    seen: dict[str, int] = {}
+    for job in jobs:
+        name = output.render_name(spec.template, name_values(job), now)
+        earlier = seen.setdefault(name, job.index)
+        if earlier != job.index:
+            raise InputError(
+                f"--name {spec.template!r} gives images {earlier + 1} and {job.index + 1} "
+                f"the same name {name}.png, which --on-exists {spec.on_exists} cannot keep apart",
+                "keep {seed} or {index} whole and the name short, or use --on-exists suffix",
+            )
 
 
 def prompt_of(body: Mapping[str, Any]) -> str:
