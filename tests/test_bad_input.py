@@ -522,6 +522,50 @@ def test_an_argument_that_is_not_utf8_is_refused_before_sending(
     assert listing(files) == before and api_requests(fresh_sandbox) == 0
 
 
+@pytest.mark.parametrize(
+    ("in_the_way", "words"),
+    [
+        ("fixed.png.json", ["fixed.png.json is not a volccli recipe", "--no-sidecar"]),
+        ("fixed.png.json/", ["fixed.png.json is a folder", "--on-exists suffix"]),
+        ("fixed.png/", ["fixed.png is a folder", "choose another --name"]),
+    ],
+)
+def test_overwrite_replaces_only_images_and_recipes(
+    fresh_sandbox: Sandbox,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    in_the_way: str,
+    words: list[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    if in_the_way.endswith("/"):
+        (kept / in_the_way).mkdir()
+    else:
+        (kept / in_the_way).write_text("my notes")
+    before = listing(tmp_path)
+    result = run_cli(
+        [
+            "txt2img",
+            "x",
+            "--name",
+            "fixed",
+            "--on-exists",
+            "overwrite",
+            "-o",
+            "kept",
+            "--base-url",
+            fresh_sandbox.base_url,
+        ],
+        env={"VOLCCLI_API_KEY": API_KEY},
+    )
+    check_refused(result, ExitCode.OUTPUT, words, tmp_path, before)
+    assert api_requests(fresh_sandbox) == 0  # refused before anything was paid for
+    if not in_the_way.endswith("/"):
+        assert (kept / in_the_way).read_text() == "my notes"
+
+
 def test_an_existing_file_with_on_exists_fail(
     fresh_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

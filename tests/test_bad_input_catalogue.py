@@ -229,7 +229,11 @@ CATALOGUE: dict[str, Bad] = {
     ),
     # --- prompts, files, images, URLs ---
     "prompt with surrogate escapes": bad(
-        "txt2img", "caf\udce9 au lait", "-o", "out", words=("PROMPT is not valid UTF-8", "@FILE")
+        "txt2img",
+        "caf\udce9 au lait",
+        "-o",
+        "out",
+        words=("'caf\\xe9 au lait' is not valid UTF-8", "re-encode the text"),
     ),
     "@FILE prompt not UTF-8": bad(
         "txt2img", "@latin1.txt", "-o", "out", words=("latin1.txt is not valid UTF-8",)

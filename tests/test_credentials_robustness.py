@@ -609,7 +609,7 @@ def test_a_byte_order_mark_is_not_an_error(isolated_env: Path) -> None:
     assert shown.exit_code == 0, shown.stderr
     report = json.loads(shown.stdout)
     assert report["notes"] == []
-    assert report["settings"]["timeout"]["value"] == "7.0"
+    assert report["settings"]["timeout"]["value"] == 7.0
     assert report["settings"]["secret_key"]["source"] == f"file {isolated_env / '.volc' / 'config'}"
 
 

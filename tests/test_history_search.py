@@ -155,12 +155,12 @@ def test_a_search_too_long_is_a_usage_error_that_leaves_the_history_alone(
     assert at_most.code == 0 and "no matching requests" in at_most.err
 
 
-def test_a_search_that_is_not_utf8_matches_nothing(
+def test_a_search_that_is_not_utf8_is_refused(
     box: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert volccli(capsys, ["txt2img", "caf\u00e9", "-o", str(tmp_path)]).code == 0
     run = volccli(capsys, ["history", "--search", "caf\udce9"])  # argv bytes b"caf\xe9"
-    assert run.code == 0 and "no matching requests" in run.err
+    assert run.code == 2 and "'caf\\xe9' is not valid UTF-8" in run.err
 
 
 @pytest.mark.parametrize("limit", ["99999999999999999999999", str(2**63), str(2**63 - 1)])

@@ -233,7 +233,10 @@ def test_precheck(tmp_path: Path) -> None:
     sidecar_path(target).write_text("{}")  # an orphan sidecar counts as taken
     assert precheck(target, "skip") == "skip"
     assert precheck(target, "suffix") == "write"
-    assert precheck(target, "overwrite") == "write"
+    # Somebody's file with the sidecar's name: overwrite would replace it.
+    with pytest.raises(OutputError, match="is not a volccli recipe"):
+        precheck(target, "overwrite")
+    assert precheck(target, "overwrite", sidecar=False) == "write"
     with pytest.raises(OutputError):
         precheck(target, "fail")
 

@@ -279,7 +279,7 @@ def test_config_show_and_get_warn_about_a_bad_value() -> None:
     shown = run_cli(["config", "show", "--json"])
     assert shown.exit_code == 0, shown.stderr
     report = shown.json_lines()[0]
-    assert report["settings"]["jobs"]["value"] == "0"
+    assert report["settings"]["jobs"]["value"] == 0
     assert any(f"jobs = 0 in {path}" in note for note in report["notes"])
     got = run_cli(["config", "get", "jobs"])
     assert got.exit_code == 0 and got.stdout == "0\n"

@@ -278,8 +278,11 @@ def candidates(target: Path) -> Iterable[Path]:
         yield target.with_name(f"{target.stem}-{n}{target.suffix}")
 
 
-def precheck(target: Path, on_exists: OnExists) -> Literal["write", "skip"]:
+def precheck(target: Path, on_exists: OnExists, sidecar: bool = True) -> Literal["write", "skip"]:
     """Decide before the request is sent when the name is already known."""
+    if on_exists == "overwrite":
+        check_replaceable(target, sidecar)
+        return "write"
     if not taken(target):
         return "write"
     if on_exists == "skip":
@@ -290,6 +293,21 @@ def precheck(target: Path, on_exists: OnExists) -> Literal["write", "skip"]:
             "choose another --name, or --on-exists suffix|skip|overwrite",
         )
     return "write"
+
+
+def check_replaceable(target: Path, sidecar: bool) -> None:
+    """--on-exists overwrite replaces an image and its recipe, never a folder or a file
+    of somebody's that happens to have the sidecar's name."""
+    if target.is_dir():
+        raise OutputError(f"{target} is a folder", "choose another --name")
+    side = sidecar_path(target)
+    if sidecar and (side.is_dir() or (side.exists() and not _holds_recipe(side))):
+        what = "a folder" if side.is_dir() else "not a volccli recipe"
+        raise OutputError(
+            f"{side} is {what}, and --on-exists overwrite replaces only "
+            "images and their recipes",
+            "move it away, or use --no-sidecar or --on-exists suffix",
+        )
 
 
 TEMP_PREFIX = ".volccli-"
@@ -443,11 +461,14 @@ def _link_new(tmp: Path, target: Path) -> bool:
 def write_text_atomic(path: Path, text: str, *, replace: bool = True) -> None:
     """Write a small text file atomically (sidecars, summaries)."""
     tmp = write_temp(path.parent, text.encode())
-    if replace:
-        os.replace(tmp, path)
-        return
     try:
-        if not _link_new(tmp, path):
+        if replace:
+            os.replace(tmp, path)
+        elif not _link_new(tmp, path):
             raise OutputError(f"{path} already exists", "remove it or choose another name")
+    except OSError as exc:  # a folder of that name, a full disk
+        raise OutputError(
+            f"cannot write {path} ({exc.strerror})", "move what is in the way, or free some space"
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)

@@ -292,13 +292,14 @@ class Runner:
         self, job: Job, outcome: Outcome, on_event: Event, on_task: Callable[[str], None] | None
     ) -> None:
         spec = job.request.output
-        # Only skip and fail can decide before the request is paid for.
-        decides_early = spec.on_exists in ("skip", "fail")
+        # Only skip and fail can decide before the request is paid for; overwrite can
+        # refuse a name it must not replace.
+        decides_early = spec.on_exists in ("skip", "fail", "overwrite")
         if decides_early and spec.folder is not None and not needs_answer(spec.template):
             target = output.target_for(
                 spec.folder, output.render_name(spec.template, name_values(job)), ".png"
             )
-            if output.precheck(target, spec.on_exists) == "skip":
+            if output.precheck(target, spec.on_exists, spec.sidecar) == "skip":
                 outcome.status = "skipped"
                 return
         started = time.monotonic()
@@ -472,6 +473,8 @@ class Runner:
                 "n": raw.index,
             }
             target = output.target_for(spec.folder, output.render_name(spec.template, values), ext)
+            if spec.on_exists == "overwrite":
+                output.check_replaceable(target, spec.sidecar)
             placed = output.place(tmp, target, spec.on_exists)
         finally:
             tmp.unlink(missing_ok=True)
