@@ -488,6 +488,44 @@ def test_a_second_sigterm_leaves_at_once_and_counts_the_jobs_abandoned_in_flight
     wait_idle(fresh_sandbox)
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_stdout_exits_8_in_one_line(fresh_sandbox: Sandbox, tmp_path: Path) -> None:
+    env = subprocess_env()
+    env.update(VOLCCLI_API_KEY=API_KEY, VOLCCLI_BASE_URL=fresh_sandbox.base_url)
+    for extra in ([], ["--json"]):
+        with open("/dev/full", "w") as full:
+            run = subprocess.run(
+                [PYTHON, "-m", "volccli", "txt2img", "full", "-o", str(tmp_path), *extra],
+                env=env,
+                stdout=full,
+                stderr=subprocess.PIPE,
+                timeout=60,
+            )
+        err = run.stderr.decode()
+        assert run.returncode == ExitCode.OUTPUT, err
+        assert err == (
+            "volccli: error: cannot write the output (No space left on device); "
+            "check where stdout goes and its free space\n"
+        )
+
+
+@pytest.mark.parametrize("closed", [1, 2], ids=["stdout", "stderr"])
+def test_a_closed_stream_is_treated_as_discarded(
+    fresh_sandbox: Sandbox, tmp_path: Path, closed: int
+) -> None:
+    env = subprocess_env()
+    env.update(VOLCCLI_API_KEY=API_KEY, VOLCCLI_BASE_URL=fresh_sandbox.base_url)
+    run = subprocess.run(
+        [PYTHON, "-m", "volccli", "txt2img", "closed", "-o", str(tmp_path), "-q"],
+        env=env,
+        capture_output=True,
+        preexec_fn=lambda: os.close(closed),  # as `>&-` or `2>&-` leaves it
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert len(images(tmp_path)) == 1 and stray_files(tmp_path) == []
+
+
 def test_main_gives_back_the_sigterm_handler_it_borrowed() -> None:
     import signal
 

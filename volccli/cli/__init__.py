@@ -8,6 +8,7 @@ SIGTERM, which would otherwise end the process on the spot, goes the way of Ctrl
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -108,6 +109,7 @@ def _usage_error_type() -> type[BaseException]:
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point."""
     args = list(sys.argv[1:] if argv is None else argv)
+    _reopen_closed_streams()
     undecodable = next((arg for arg in args if not _is_utf8(arg)), None)
     if undecodable is not None:
         # Such a name would go into the request, the recipe and the history as text, and
@@ -142,6 +144,18 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         detach_stdout()
         code = ExitCode.OUTPUT
+    except OSError as exc:
+        if exc.errno not in _STREAM_ERRORS:
+            raise
+        # stdout is a full disk (> /dev/full) or a broken device: the output is lost.
+        from ..ui import detach_stdout
+
+        detach_stdout()
+        sys.stderr.write(
+            f"volccli: error: cannot write the output ({exc.strerror}); "
+            "check where stdout goes and its free space\n"
+        )
+        code = ExitCode.OUTPUT
     except Exception as exc:  # the last line of defence: one line, no traceback
         if "-v" in args or "--verbose" in args or os.environ.get("VOLCCLI_DEBUG"):
             raise
@@ -153,6 +167,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     finally:
         restore()
     sys.exit(int(code or 0))
+
+
+# What writing to stdout fails with when the output itself, not volccli, is the problem.
+_STREAM_ERRORS = frozenset({errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG})
+
+
+def _reopen_closed_streams() -> None:
+    """A stream closed by the caller (>&-, 2>&-) is None to Python: point it at the null
+    device, as if the caller had discarded it, so writing to it cannot crash. Opening it
+    takes the lowest free descriptor, the closed one, so no file lands there by chance."""
+    for name in ("stdin", "stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "r" if name == "stdin" else "w"))  # noqa: SIM115
 
 
 def _is_utf8(arg: str) -> bool:
