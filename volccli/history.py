@@ -36,7 +36,10 @@ if TYPE_CHECKING:
 
 DB_NAME: Final = "history.db"
 FLUSH_DELAY: Final = 0.2  # seconds a finished job's row may wait to be written
-BUSY_TIMEOUT_MS: Final = 30_000
+# Writers hold the lock for milliseconds, so 5 s is ample for any number of volccli
+# processes; a database held locked for longer (an open sqlite3 shell) costs a command
+# at most this long before the history warning, not half a minute.
+BUSY_TIMEOUT_MS: Final = 5_000
 _OPEN_ATTEMPTS = 20
 COLUMNS: Final = (
     "time",
