@@ -111,6 +111,12 @@ def check_template(template: str) -> None:
     template_fields(template)
     if not template.strip():
         raise InputError("--name is empty", f"use e.g. --name '{DEFAULT_TEMPLATE}'")
+    if re.match(r"^[A-Za-z]:", template):
+        # A drive on Windows: refused everywhere, so a name means the same on every system.
+        raise InputError(
+            f"--name {template!r} starts like a Windows drive ({template[:2]})",
+            "put something before the ':', e.g. --name 'img_x:y'",
+        )
     if is_absolute(template):
         raise InputError(
             f"--name {template!r} is an absolute path",
