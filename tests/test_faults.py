@@ -509,6 +509,42 @@ def test_a_full_stdout_exits_8_in_one_line(fresh_sandbox: Sandbox, tmp_path: Pat
         )
 
 
+def _small_file_limit() -> None:
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+
+
+def test_a_download_that_the_disk_cannot_hold_is_an_output_error(
+    fresh_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    env = subprocess_env()
+    env.update(VOLCCLI_API_KEY=API_KEY, VOLCCLI_BASE_URL=fresh_sandbox.base_url)
+    run = subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "volccli",
+            "txt2img",
+            "big",
+            "--return-url",
+            "-o",
+            str(tmp_path),
+            "--no-log",
+        ],
+        env=env,
+        capture_output=True,
+        preexec_fn=_small_file_limit,  # as a full disk would refuse the bytes
+        timeout=60,
+    )
+    err = run.stderr.decode()
+    assert run.returncode == ExitCode.OUTPUT, err
+    assert "cannot write the downloaded result" in err and "Traceback" not in err
+    assert images(tmp_path) == [] and stray_files(tmp_path) == []
+
+
 @pytest.mark.parametrize("closed", [1, 2], ids=["stdout", "stderr"])
 def test_a_closed_stream_is_treated_as_discarded(
     fresh_sandbox: Sandbox, tmp_path: Path, closed: int

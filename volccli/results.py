@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .digest import file_sha256
-from .errors import NetworkError
+from .errors import NetworkError, OutputError
 from .images import sniff_extension
 
 MAX_DOWNLOAD_BYTES = 200 * 1024 * 1024
@@ -189,6 +189,16 @@ def _fetch(url: str, path: Path, *, timeout: float, connect_timeout: float, max_
             except requests.exceptions.RequestException as exc:
                 raise NetworkError(
                     f"the download broke off ({type(exc).__name__})", "retry later", retry="safe"
+                ) from None
+            except (ConnectionError, TimeoutError) as exc:  # a socket's, not the disk's
+                raise NetworkError(
+                    f"the download broke off ({type(exc).__name__})", "retry later", retry="safe"
+                ) from None
+            except OSError as exc:  # the disk, not the network: a full --output-dir
+                raise OutputError(
+                    f"cannot write the downloaded result to {path.parent} ({exc.strerror})",
+                    "free some space or choose another --output-dir; the URL stays valid "
+                    "for about an hour",
                 ) from None
     if not sniff_extension(_head(path)):
         raise NetworkError(
