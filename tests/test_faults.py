@@ -346,6 +346,27 @@ def test_a_resumed_batch_removes_temp_files_of_a_killed_writer_only(
     assert len(images(out)) == 1
 
 
+def test_a_single_command_removes_dead_writers_temp_files_in_its_folder_only(
+    fresh_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    gone = subprocess.run([PYTHON, "-c", "import os; print(os.getpid())"], capture_output=True)
+    dead = out / f".volccli-{int(gone.stdout)}-abc123.part"
+    dead.write_bytes(b"half a download")
+    below = out / "sub" / dead.name  # not looked for below the output folder
+    below.write_bytes(b"half an image")
+    live = out / f".volccli-{os.getpid()}-def456.part"  # a writer that is still running
+    live.write_bytes(b"being written")
+    result = run_cli(
+        ["txt2img", "sweep", "-o", out, "-v"],
+        env={"VOLCCLI_API_KEY": API_KEY, "VOLCCLI_BASE_URL": fresh_sandbox.base_url},
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "removed 1 temp file(s) left by an interrupted run" in result.stderr
+    assert not dead.exists() and below.exists() and live.read_bytes() == b"being written"
+
+
 def _child(
     sandbox: Sandbox, args: list[str], *, latency: float, stdout: int = subprocess.PIPE
 ) -> subprocess.Popen[bytes]:

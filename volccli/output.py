@@ -349,15 +349,18 @@ def temp_file(folder: Path, suffix: str = ".part") -> Path:
     return path
 
 
-def sweep_stale_temps(folder: Path) -> int:
+def sweep_stale_temps(folder: Path, *, recursive: bool = True) -> int:
     """Remove the temp files of writers that are gone (killed mid-write); return how many.
 
-    A batch calls this when it resumes, so a kill -9 leaves nothing behind for good.
+    A batch calls this when it resumes, and a single command for its output folder alone
+    (not below it: that may be a whole home folder), so a kill -9 leaves nothing behind
+    for good. A temp file is named after its writer's process, which must be gone.
     """
     if os.name != "posix" or not folder.is_dir():
         return 0
     removed = 0
-    for path in folder.rglob(f"{TEMP_PREFIX}*.part"):
+    pattern = f"{TEMP_PREFIX}*.part"
+    for path in folder.rglob(pattern) if recursive else folder.glob(pattern):
         pid = path.name[len(TEMP_PREFIX) :].split("-", 1)[0]
         if not pid.isdigit() or _alive(int(pid)):
             continue

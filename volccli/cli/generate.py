@@ -118,7 +118,7 @@ def run_generation(kind: Kind, options: dict[str, Any]) -> None:
 
 def execute(request: Request, options: dict[str, Any], session: Session, ui: UI) -> None:
     """Plan the jobs, then show them (--dry-run, --print-curl) or run them one by one."""
-    from ..output import ensure_folder
+    from ..output import ensure_folder, sweep_stale_temps
     from ..runner import FilterPolicy, Runner, RunOptions, plan
     from ..tasks import WAIT_TIMEOUT, PollPolicy
     from ..ui import event_printer
@@ -137,6 +137,9 @@ def execute(request: Request, options: dict[str, Any], session: Session, ui: UI)
     runner = Runner(session.client(), options=run_options, record=recorder(session, options))
     if request.output.folder is not None:
         ensure_folder(request.output.folder)
+        swept = sweep_stale_temps(request.output.folder, recursive=False)
+        if swept:
+            ui.detail(f"removed {swept} temp file(s) left by an interrupted run")
     written: list[Path] = []
     for job in jobs:
         label = (
