@@ -93,6 +93,11 @@ def test_task_wait_polls_through_the_states_then_writes_the_image(
     sidecar = json.loads(Path(f"{path}.json").read_text())
     assert sidecar["task_id"] == task_id
     assert polls(box) == 4
+    # Submitted elsewhere: its recipe has no request that `rerun` could send again.
+    billed = box.stats()["billed"]
+    refused = volccli(capsys, ["rerun", str(path)])
+    assert refused.code == 2 and "holds no request to send again" in refused.err
+    assert box.stats()["billed"] == billed and "Traceback" not in refused.err
 
     again = volccli(
         capsys,

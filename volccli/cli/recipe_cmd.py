@@ -300,16 +300,29 @@ def run_rerun(options: dict[str, Any]) -> None:
             execute(request, options, session, ui)
 
 
+# Body fields that alone are no request: what a fetched task's recipe can know.
+_NOT_A_REQUEST = frozenset({"req_key", "seed", "return_url"})
+
+
 def recipe_request(
     found: Mapping[str, Any], options: Mapping[str, Any], session: Session, image: Path
 ) -> Any:
     """The recorded request as a runner.Request, varied by --seed and --set."""
     from ..build import output_spec
+    from ..errors import InputError
     from ..kinds import CALL
     from ..payload import parse_set, rehydrate
 
     req_key = str(found.get("req_key") or found["body"].get("req_key") or "")
     command = str(found.get("command") or req_key)
+    if not set(found["body"]) - _NOT_A_REQUEST:
+        # `task wait` of a task submitted elsewhere knows only what the result carried.
+        raise InputError(
+            f"the recipe of {image} holds no request to send again (only "
+            f"{', '.join(sorted(found['body']))})",
+            "it was fetched with `task wait` from a task volccli did not submit here; run "
+            "the command that made it instead",
+        )
     base = rehydrate(found["body"], lambda desc: reload_input(desc, image.parent))
     overrides = parse_set(options.get("sets") or [])
     if options.get("seed") is not None:
