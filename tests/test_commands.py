@@ -483,6 +483,21 @@ def test_outpaint_canvas_mode(sb: Sandbox, tmp_path: Path) -> None:
     assert image_size(path) == (240, 120)
 
 
+def test_a_failure_midway_through_n_images_says_how_far_it_got(sb: Sandbox, tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "fox_1.png").write_bytes(b"mine")
+    result = run(
+        sb, "txt2img", "fox", "-n", "3", "--name", "fox_{index}", "--on-exists", "fail", "-o", "out"
+    )
+    assert result.exit_code == 8
+    assert result.stderr_lines == [
+        "volccli: warning: txt2img 2/3 failed: 1 image(s) were written, the other 1 were not sent",
+        f"volccli: error: {tmp_path / 'out' / 'fox_1.png'} already exists; choose another "
+        "--name, or --on-exists suffix|skip|overwrite",
+    ]
+    assert api_requests(sb) == 1 and (tmp_path / "out" / "fox_1.png").read_bytes() == b"mine"
+
+
 def test_outpaint_canvas_mode_fits_the_mask_with_its_canvas(sb: Sandbox, tmp_path: Path) -> None:
     # Noise does not compress: only the canvas is over the byte limit.
     (tmp_path / "canvas.png").write_bytes(noise_image(600, 400))

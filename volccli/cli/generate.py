@@ -118,6 +118,7 @@ def run_generation(kind: Kind, options: dict[str, Any]) -> None:
 
 def execute(request: Request, options: dict[str, Any], session: Session, ui: UI) -> None:
     """Plan the jobs, then show them (--dry-run, --print-curl) or run them one by one."""
+    from ..errors import VolccliError
     from ..output import ensure_folder, sweep_stale_temps
     from ..runner import FilterPolicy, Runner, RunOptions, plan
     from ..tasks import WAIT_TIMEOUT, PollPolicy
@@ -151,6 +152,23 @@ def execute(request: Request, options: dict[str, Any], session: Session, ui: UI)
                 outcome = runner.run(
                     job, on_event=event_printer(ui, state), on_task=submitted.append
                 )
+            if outcome.error is not None and outcome.error.code == WAIT_TIMEOUT and session.sandbox:
+                # `task wait` could not reach it: the built-in sandbox stops with this run.
+                outcome.error.hint = (
+                    "raise --wait-timeout (the built-in sandbox's tasks end with it)"
+                )
+            written += report(outcome, options, ui)
+            if outcome.error is not None and outcome.status == "failed":
+                raise outcome.error
+        except VolccliError:
+            if job.index:  # some images of this command were made: say how far it got
+                left = len(jobs) - job.index - 1
+                rest = f", the other {left} were not sent" if left else ""
+                ui.warn(
+                    f"{request.command} {job.index + 1}/{len(jobs)} failed: "
+                    f"{len(written)} image(s) were written{rest}"
+                )
+            raise
         except KeyboardInterrupt:
             if submitted and session.sandbox is not None:
                 ui.plain(f"volccli: task {submitted[-1]} ends with the built-in sandbox")
@@ -162,12 +180,6 @@ def execute(request: Request, options: dict[str, Any], session: Session, ui: UI)
                     f"`volccli task wait {request.req_key} {task_id}`"
                 )
             raise
-        if outcome.error is not None and outcome.error.code == WAIT_TIMEOUT and session.sandbox:
-            # `task wait` could not reach it: the built-in sandbox stops with this run.
-            outcome.error.hint = "raise --wait-timeout (the built-in sandbox's tasks end with it)"
-        written += report(outcome, options, ui)
-        if outcome.error is not None and outcome.status == "failed":
-            raise outcome.error
     if options["open"] and written:
         if os.environ.get("CI"):
             ui.note("note: --open is ignored in CI")
