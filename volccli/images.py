@@ -3,8 +3,8 @@
 Every input is checked before a single byte is sent. Pillow reads only the header for
 format and size; PNG chunks are CRC-checked and JPEGs must end in an EOI marker, so a
 truncated file is caught without decoding its pixels. Local files stay on disk and
-are streamed when the body is encoded; only stdin, data: URIs and converted images
-live in memory.
+are streamed when the body is encoded; only stdin and pipes (up to a cap), data: URIs
+and converted images live in memory.
 """
 
 import base64
