@@ -170,7 +170,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 # What writing to stdout fails with when the output itself, not volccli, is the problem.
-_STREAM_ERRORS = frozenset({errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG})
+_STREAM_ERRORS = frozenset(
+    {errno.ENOSPC, errno.EIO, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+)
 
 
 def _reopen_closed_streams() -> None:
