@@ -456,6 +456,12 @@ CORE_CASES: list[tuple[str, Setup, ExitCode, list[str]]] = [
         ["gives images 1 and 2 the same name", "keep {seed} or {index} whole"],
     ),
     (
+        "a --name subfolder under a file",
+        _gateway(["txt2img", "x", "-o", ".", "--name", "somefile.txt/x_{seed}"]),
+        ExitCode.OUTPUT,
+        ["somefile.txt is a file, not a folder"],
+    ),
+    (
         "output folder under a file",
         _gateway(["txt2img", "x", "-o", "somefile.txt/sub"]),
         ExitCode.OUTPUT,

@@ -263,6 +263,7 @@ class Runner:
         self.options = options or RunOptions()
         self.record = record
         self.rng = rng or random.SystemRandom()
+        self._ready_folders: set[Path] = set()  # subfolders from --name, proven writable
 
     def run(
         self,
@@ -293,13 +294,22 @@ class Runner:
     ) -> None:
         spec = job.request.output
         # Only skip and fail can decide before the request is paid for; overwrite can
-        # refuse a name it must not replace.
+        # refuse a name it must not replace. A subfolder the name makes ("ro/{seed}")
+        # must be writable before the image is paid for, too.
         decides_early = spec.on_exists in ("skip", "fail", "overwrite")
-        if decides_early and spec.folder is not None and not needs_answer(spec.template):
+        subfolder = "/" in spec.template or "\\" in spec.template
+        if (
+            (decides_early or subfolder)
+            and spec.folder is not None
+            and not needs_answer(spec.template)
+        ):
             target = output.target_for(
                 spec.folder, output.render_name(spec.template, name_values(job)), ".png"
             )
-            if output.precheck(target, spec.on_exists, spec.sidecar) == "skip":
+            if subfolder and target.parent not in self._ready_folders:
+                output.ensure_folder(target.parent)
+                self._ready_folders.add(target.parent)
+            if decides_early and output.precheck(target, spec.on_exists, spec.sidecar) == "skip":
                 outcome.status = "skipped"
                 return
         started = time.monotonic()
