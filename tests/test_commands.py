@@ -483,6 +483,15 @@ def test_outpaint_canvas_mode(sb: Sandbox, tmp_path: Path) -> None:
     assert image_size(path) == (240, 120)
 
 
+def test_a_refused_request_leaves_no_output_folder_it_made(sb: Sandbox, tmp_path: Path) -> None:
+    (tmp_path / "kept").mkdir()
+    for out in ("new/a/b", "kept/new"):
+        result = run(sb, "txt2img", "x volccli-fault:50400", "-o", out)
+        assert result.exit_code == 4, result.stderr
+    assert not (tmp_path / "new").exists() and not (tmp_path / "kept" / "new").exists()
+    assert (tmp_path / "kept").is_dir()  # it was there before: it stays
+
+
 def test_a_failure_midway_through_n_images_says_how_far_it_got(sb: Sandbox, tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "fox_1.png").write_bytes(b"mine")

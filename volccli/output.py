@@ -6,6 +6,7 @@ replacing, so two processes racing for one name can never overwrite each other; 
 ``overwrite`` policy is the only path that replaces a file, and it does so atomically.
 """
 
+import contextlib
 import errno
 import functools
 import os
@@ -193,8 +194,12 @@ class OutputSpec(NamedTuple):
     embed: bool = True
 
 
-def ensure_folder(folder: Path) -> None:
-    """Create the output folder and prove it is writable, before anything is paid for."""
+def ensure_folder(folder: Path) -> Path | None:
+    """Create the output folder and prove it is writable, before anything is paid for.
+
+    Returns the outermost folder it had to create (None when ``folder`` was there), so
+    that a command that then writes nothing can take it away again."""
+    missing = next((p for p in (*reversed(folder.parents), folder) if not p.exists()), None)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".volccli-probe-", dir=folder)
@@ -208,6 +213,16 @@ def ensure_folder(folder: Path) -> None:
             f"cannot write to {folder} ({reason})",
             "choose another --output-dir or fix its permissions",
         ) from None
+    return missing
+
+
+def remove_empty_folders(top: Path) -> None:
+    """Remove ``top`` and the folders below it, if they hold no file at all."""
+    for path in sorted((p for p in top.rglob("*") if p.is_dir()), reverse=True):
+        with contextlib.suppress(OSError):  # not empty: something is kept, and so is it
+            path.rmdir()
+    with contextlib.suppress(OSError):
+        top.rmdir()
 
 
 def file_in_the_way(folder: Path) -> Path | None:
@@ -310,8 +325,7 @@ def check_replaceable(target: Path, sidecar: bool) -> None:
     if sidecar and (side.is_dir() or (side.exists() and not _holds_recipe(side))):
         what = "a folder" if side.is_dir() else "not a volccli recipe"
         raise OutputError(
-            f"{side} is {what}, and --on-exists overwrite replaces only "
-            "images and their recipes",
+            f"{side} is {what}, and --on-exists overwrite replaces only images and their recipes",
             "move it away, or use --no-sidecar or --on-exists suffix",
         )
 

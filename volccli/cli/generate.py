@@ -119,7 +119,7 @@ def run_generation(kind: Kind, options: dict[str, Any]) -> None:
 def execute(request: Request, options: dict[str, Any], session: Session, ui: UI) -> None:
     """Plan the jobs, then show them (--dry-run, --print-curl) or run them one by one."""
     from ..errors import VolccliError
-    from ..output import ensure_folder, sweep_stale_temps
+    from ..output import ensure_folder, remove_empty_folders, sweep_stale_temps
     from ..runner import FilterPolicy, Runner, RunOptions, plan
     from ..tasks import WAIT_TIMEOUT, PollPolicy
     from ..ui import event_printer
@@ -136,8 +136,9 @@ def execute(request: Request, options: dict[str, Any], session: Session, ui: UI)
         return
     # Credentials first: a refused key must not leave an empty output folder behind.
     runner = Runner(session.client(), options=run_options, record=recorder(session, options))
+    made: Path | None = None  # an output folder this command created
     if request.output.folder is not None:
-        ensure_folder(request.output.folder)
+        made = ensure_folder(request.output.folder)
         swept = sweep_stale_temps(request.output.folder, recursive=False)
         if swept:
             ui.detail(f"removed {swept} temp file(s) left by an interrupted run")
@@ -161,6 +162,9 @@ def execute(request: Request, options: dict[str, Any], session: Session, ui: UI)
             if outcome.error is not None and outcome.status == "failed":
                 raise outcome.error
         except VolccliError:
+            if made is not None and not written:
+                # Refused (exit 4, 5 …): no empty folder is left behind as a trace.
+                remove_empty_folders(made)
             if job.index:  # some images of this command were made: say how far it got
                 left = len(jobs) - job.index - 1
                 rest = f", the other {left} were not sent" if left else ""
