@@ -147,6 +147,16 @@ CASES: list[tuple[str, list[str], list[str]]] = [
         ["product-style", "good.png", "--ref", "good.png", "--auto-scale", "0"],
         ["--auto-scale 0", "(0, 1]"],
     ),
+    (
+        "mask switch without a mask",
+        ["product-style", "good.png", "--ref", "good.png", "--mask-switch"],
+        ["--mask-switch needs --mask"],
+    ),
+    (
+        "light switch without a light map",
+        ["product-style", "good.png", "--ref", "good.png", "--upload-light"],
+        ["--upload-light needs --light-map"],
+    ),
     ("no reference", ["product-style", "good.png"], ["product-style needs --ref"]),
     ("side ratio 0", ["outpaint", "good.png", "--top", "0"], ["--top 0", "(0, 1]"]),
     ("side ratio 1.5", ["outpaint", "good.png", "--left", "1.5"], ["--left 1.5", "(0, 1]"]),

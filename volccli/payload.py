@@ -364,6 +364,16 @@ def aspect_ratios(
 def _product_style(
     body: dict[str, Any], values: Mapping[str, Any], inputs: Inputs, validate: bool
 ) -> None:
+    # A switch turned on by hand without its image: the service would look for an image
+    # that is not there (--set can still send anything).
+    for switch, flag, url_field, image in (
+        ("mask_image_switch", "--mask-switch", "mask_image_input", "--mask"),
+        ("upload_light_switch", "--upload-light", "light_image_input", "--light-map"),
+    ):
+        if validate and values.get(switch) is True and url_field not in body:
+            raise InputError(
+                f"{flag} needs {image}", f"give the image with {image}, or drop {flag}"
+            )
     mode = values.get("composition")
     if mode == "auto":
         body.setdefault("auto_composition_switch", True)
