@@ -48,6 +48,7 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "anim.gif").write_bytes(image_bytes(40, 40, "GIF"))
     (folder / "list.json").write_text(json.dumps([1, 2]))
     (folder / "broken.json").write_text('{"prompt": ')
+    (folder / "urls.json").write_text('{"image_urls": ["https://example.com/a.png"]}')
     (folder / "somefile.txt").write_text("not a folder")
     (folder / "jobs.jsonl").write_text('{"command": "txt2img", "prompt": "x"}\n')
     return folder
@@ -222,6 +223,11 @@ CASES: list[tuple[str, list[str], list[str]]] = [
         "body not JSON",
         ["call", "jimeng_i2i_v30", "--body", "broken.json"],
         ["--body broken.json: not JSON"],
+    ),
+    (
+        "body with image URLs and --image",
+        ["call", "jimeng_i2i_v30", "--body", "urls.json", "--image", "good.png"],
+        ["--body already has image_urls, and the image options add images too"],
     ),
     (
         "body missing",

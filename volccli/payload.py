@@ -260,6 +260,13 @@ def _place_images(kind: Kind, body: dict[str, Any], inputs: Inputs) -> None:
             "local files and URLs cannot be mixed in binary_data_base64/image_urls",
             "give all images as local files, or all as URLs",
         )
+    # Images a --body already carries are neither replaced nor mixed with in silence.
+    carried = [name for name in ("binary_data_base64", "image_urls") if body.get(name)]
+    if carried and (local or urls):
+        raise InputError(
+            f"--body already has {carried[0]}, and the image options add images too",
+            f"give all images in one place: {carried[0]} in --body, or the image options",
+        )
     if local:
         body["binary_data_base64"] = local
     if urls:
