@@ -224,6 +224,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
         ["call", "jimeng_i2i_v30", "--body", "broken.json"],
         ["--body broken.json: not JSON"],
     ),
+    ("edit without anything", ["edit"], ["edit needs IMAGE"]),
     (
         "body with image URLs and --image",
         ["call", "jimeng_i2i_v30", "--body", "urls.json", "--image", "good.png"],

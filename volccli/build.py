@@ -246,6 +246,9 @@ def build_request(
     raw_count = options.get("count")
     count = 1 if raw_count is None or raw_count == "" else int(raw_count)
     _one_stdin_reader(kind, options, literal_text)
+    for slot in kind.slots:  # IMAGE comes before PROMPT on the command line: ask for it first
+        if slot.positional and slot.required and not options.get(slot.name):
+            raise InputError(f"{kind.command} needs {slot.name.upper()}", f"e.g. {kind.example}")
     values: dict[str, Any] = {}
     for f in kind.fields:
         value = options.get(f.param)
