@@ -1142,7 +1142,16 @@ def test_an_existing_name_gets_a_suffix_and_skip_sends_nothing(sb: Sandbox) -> N
     assert Path(first).read_bytes() == original
     requests_before = api_requests(sb)
     skipped = ok(run(sb, "txt2img", "fox", "--seed", "1", "-o", "out", "--on-exists", "skip"))
-    assert skipped.stdout == "" and "skipped" in skipped.stderr
+    assert skipped.stdout == "" and f"skipped txt2img 1: {first} already exists" in skipped.stderr
+    as_json = ok(
+        run(sb, "txt2img", "fox", "--seed", "1", "-o", "out", "--on-exists", "skip", "--json")
+    )
+    assert json.loads(as_json.stdout) == {
+        "status": "skipped",
+        "command": "txt2img",
+        "index": 0,
+        "path": first,
+    }
     assert api_requests(sb) == requests_before
 
 

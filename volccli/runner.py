@@ -244,6 +244,7 @@ class Outcome:
     started: str = ""
     finished: str = ""
     reseeds: int = 0
+    existing: Path | None = None  # skipped: the file that already had the name
 
 
 def _now() -> str:
@@ -311,6 +312,7 @@ class Runner:
                 self._ready_folders.add(target.parent)
             if decides_early and output.precheck(target, spec.on_exists, spec.sidecar) == "skip":
                 outcome.status = "skipped"
+                outcome.existing = target
                 return
         started = time.monotonic()
         envelope = self._generate(job, outcome, on_event, on_task)

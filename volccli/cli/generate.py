@@ -203,9 +203,16 @@ def report(outcome: Outcome, options: dict[str, Any], ui: UI) -> list[Path]:
     """Paths (or JSON Lines) on stdout for each written image; notes on stderr."""
     job = outcome.job
     if outcome.status == "skipped" and not outcome.images:
-        ui.note(f"skipped {job.request.command} {job.index + 1}: the output already exists")
+        existing = outcome.existing
+        ui.note(
+            f"skipped {job.request.command} {job.index + 1}: "
+            f"{existing or 'the output'} already exists"
+        )
         if options["json"]:
-            print_json({"status": "skipped", "command": job.request.command, "index": job.index})
+            record = {"status": "skipped", "command": job.request.command, "index": job.index}
+            if existing is not None:
+                record["path"] = str(existing)
+            print_json(record)
         return []
     if outcome.status == "filtered":
         ui.warn(
