@@ -93,6 +93,7 @@ def test_slug_keeps_every_script_and_caps_bytes() -> None:
         "C:\\x",
         "{bogus}",
         "{prompt:x}",
+        "{prompt:0}",
         "{prompt!r}",
         "{prompt",
         "",

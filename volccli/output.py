@@ -78,9 +78,9 @@ def template_fields(template: str) -> tuple[tuple[str, str], ...]:
                 f"--name has an unknown token {{{name}}}",
                 f"use one of {', '.join('{' + t + '}' for t in TOKENS)}",
             )
-        if spec and not spec.isdigit():
+        if spec and (not spec.isdigit() or int(spec) == 0):
             raise InputError(
-                f"--name token {{{name}:{spec}}}: the spec must be a length",
+                f"--name token {{{name}:{spec}}}: the spec must be a length of at least 1",
                 "write e.g. {prompt:20}",
             )
         fields.append((name, spec))
