@@ -155,8 +155,8 @@ def _fetch(url: str, path: Path, *, timeout: float, connect_timeout: float, max_
             if response.status_code in (401, 403, 404, 410):
                 raise NetworkError(
                     f"the result URL has expired or is gone (HTTP {response.status_code})",
-                    "result URLs expire (about an hour); run again without --return-url to "
-                    "get base64 results",
+                    "result URLs expire (about an hour); run again without --return-url (in a "
+                    "batch, the rows' return_url) to get base64 results",
                 )
             if response.status_code != 200:
                 raise NetworkError(
