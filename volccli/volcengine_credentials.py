@@ -110,6 +110,18 @@ def _read(path: Path) -> str | None:
         raise _Skip(f"{problem}; {fix}, or remove it") from None
 
 
+def _json_object(path: Path, holding: str = "") -> dict[str, Any] | None:
+    """The JSON object in ``path``; None when there is no such file. ``holding`` says
+    what the object should have, for the message when it is something else."""
+    text = _read(path)
+    if text is None:
+        return None
+    data = _json(path, text)
+    if not isinstance(data, dict):
+        raise _Skip(f"{path} is {json_kind(data)}, not a JSON object{holding}; ignoring the file")
+    return data
+
+
 def _json(path: Path, text: str) -> Any:
     try:
         return json.loads(text)
@@ -177,24 +189,18 @@ def _ini_problem(exc: Exception) -> str:
 
 def _volc_config_file(env: Mapping[str, str], home: Path) -> CredentialSet | None:
     path = home / ".volc" / "config"
-    text = _read(path)
-    if text is None:
+    data = _json_object(path, ' with "ak" and "sk"')
+    if data is None:
         return None
-    data = _json(path, text)
-    if not isinstance(data, dict):
-        raise _Skip(f'{path} is not a JSON object with "ak" and "sk"; ignoring the file')
     ak, sk, token = _fields(path, "", data, {"ak": True, "sk": True, "session_token": False})
     return CredentialSet(ak, sk, token, f"file {path}")
 
 
 def _volcengine_config_json(env: Mapping[str, str], home: Path) -> CredentialSet | None:
     path = home / ".volcengine" / "config.json"
-    text = _read(path)
-    if text is None:
+    data = _json_object(path)
+    if data is None:
         return None
-    data = _json(path, text)
-    if not isinstance(data, dict):
-        raise _Skip(f"{path} is {json_kind(data)}, not a JSON object; ignoring the file")
     name, where = _profile_name(path, env, data)
     profiles = data.get("profiles")
     if not isinstance(profiles, dict):
