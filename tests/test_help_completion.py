@@ -273,6 +273,15 @@ def _process_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _in_shell(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """A shell run to its end, with volccli on its PATH; it must succeed."""
+    done = subprocess.run(
+        argv, env=_process_env(), capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def _needs(shell: str) -> str:
     found = shutil.which(shell)
     if found is None or not BINARY.exists():
@@ -302,15 +311,7 @@ def test_bash_escapes_values_and_leaves_quoted_words_to_readline() -> None:
             "_volccli_completion volccli",
             'printf "%s\\n" "${COMPREPLY[@]}" "--"',
         ]
-    done = subprocess.run(
-        [bash, "--norc", "--noprofile", "-c", "\n".join(lines)],
-        env=_process_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = _in_shell([bash, "--norc", "--noprofile", "-c", "\n".join(lines)])
     answers = [
         [line for line in block.split("\n") if line] for block in done.stdout.split("--\n")[:-1]
     ]
@@ -349,15 +350,7 @@ def test_fish_offers_each_value_as_one_candidate() -> None:
         [f"source {shlex.quote(str(script))}"]
         + [f"complete -C {_fish_quote(command)}; echo '#'" for command in commands]
     )
-    done = subprocess.run(
-        [fish, "--no-config", "-c", body],
-        env=_process_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = _in_shell([fish, "--no-config", "-c", body])
     answers = [
         [line.split("\t")[0] for line in block.strip("\n").split("\n")]
         for block in done.stdout.split("#\n")[:-1]
