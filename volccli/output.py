@@ -92,9 +92,12 @@ def per_image_tokens(template: str) -> set[str]:
     return {token for token, _ in template_fields(template)} & PER_IMAGE_TOKENS
 
 
+_WINDOWS_DRIVE: Final = re.compile(r"^[A-Za-z]:")
+
+
 def is_absolute(path: str) -> bool:
     """A path that starts outside any folder it is given in: /…, \\…, ~…, C:…"""
-    return path.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:", path) is not None
+    return path.startswith(("/", "\\", "~")) or _WINDOWS_DRIVE.match(path) is not None
 
 
 def climbs(path: str) -> bool:
@@ -112,7 +115,7 @@ def check_template(template: str) -> None:
     template_fields(template)
     if not template.strip():
         raise InputError("--name is empty", f"use e.g. --name '{DEFAULT_TEMPLATE}'")
-    if re.match(r"^[A-Za-z]:", template):
+    if _WINDOWS_DRIVE.match(template):
         # A drive on Windows: refused everywhere, so a name means the same on every system.
         raise InputError(
             f"--name {template!r} starts like a Windows drive ({template[:2]})",
