@@ -179,6 +179,43 @@ def test_help_and_version_stay_light() -> None:
     assert "LOADED []" in done.stdout, done.stdout[-300:] + done.stderr
 
 
+def test_each_listed_summary_opens_the_commands_own_help() -> None:
+    """The top-level help lists the table's summaries without importing the modules."""
+    from volccli.cli import OTHER_COMMANDS
+
+    built = {entry.path: entry.command for entry in entries()}
+    for spec in OTHER_COMMANDS:
+        own_help = built[f"volccli {spec.name}"].help
+        assert own_help.split("\n\n")[0] == spec.help, spec.name
+
+
+def test_a_generation_command_does_not_import_the_other_commands() -> None:
+    code = (
+        "import sys\n"
+        "from volccli.cli import main\n"
+        "try:\n    main(['txt2img', '--help'])\nexcept SystemExit:\n    pass\n"
+        "others = sorted(name for name in sys.modules if name.endswith('_cmd'))\n"
+        "print('OTHERS', others)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=_process_env(),
+        timeout=60,
+        check=False,
+    )
+    assert "OTHERS []" in done.stdout, done.stdout[-300:] + done.stderr
+
+
+def test_the_completion_variable_is_the_one_main_looks_for() -> None:
+    import inspect
+
+    from volccli import cli
+
+    assert f'os.environ.get("{completion_cmd.COMPLETE_VAR}")' in inspect.getsource(cli.main)
+
+
 # --- completion: which values ----------------------------------------------------
 
 

@@ -28,11 +28,18 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_serve_binds_prints_its_url_and_stops_cleanly() -> None:
+    # A shell starts background jobs with Ctrl-C ignored, and children inherit that: the
+    # default action is restored so that SIGINT is Ctrl-C here however the suite was started.
     process = subprocess.Popen([*SERVE, "--port", "0"], cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True,
                                env=_env(VOLCCLI_SANDBOX_QPS="3",
-                                        VOLCCLI_SANDBOX_API_KEY="env-key"))
+                                        VOLCCLI_SANDBOX_API_KEY="env-key"),
+                               preexec_fn=_ctrl_c_as_in_a_terminal)
     try:
         assert process.stdout is not None
         url = process.stdout.readline().strip()
@@ -46,7 +53,10 @@ def test_serve_binds_prints_its_url_and_stops_cleanly() -> None:
         assert response.json()["code"] == 10000
     finally:
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=10)
+        try:
+            out, err = process.communicate(timeout=10)
+        finally:
+            process.kill()
     assert process.returncode in (0, 130)
     assert "Traceback" not in err
     assert out == ""  # nothing after the announcement

@@ -18,32 +18,69 @@ import typer
 
 from .. import __version__
 from ..errors import ExitCode, Terminated, interrupt_exit
-from . import (
-    batch_cmd,
-    completion_cmd,
-    config_cmd,
-    doctor_cmd,
-    generate,
-    history_cmd,
-    recipe_cmd,
-    sandbox_cmd,
-    task_cmd,
-)
+from . import generate
 from .common import Globals
-from .lazy import defer_registered, lazy_group
+from .lazy import deferred, lazy_group
 from .options import GLOBAL_OPTS, opt_parameter
 from .signatures import extend_signature
 
+# Every other top-level command, by panel. Its module is imported, and the command built,
+# only when it is used: a generation command does not pay for config, task or history.
+# Each summary is the first paragraph of the command's own help, which is what the
+# top-level help lists (tests/test_help_completion.py compares the two).
+OTHER_COMMANDS = [
+    deferred(
+        "batch",
+        "Pipelines",
+        "Run many jobs from a JSON Lines or CSV file ('-' reads stdin): one job per row, "
+        "checked before anything is sent, run in parallel under a rate limit, journalled so "
+        "that running the same command again resumes.",
+        "batch_cmd:make",
+    ),
+    deferred(
+        "rerun",
+        "Pipelines",
+        "Make an image again from its recipe: the same request (inputs re-read and checked "
+        "against their recorded SHA-256), or a variation with --seed and --set.",
+        "recipe_cmd:make_rerun_command",
+    ),
+    deferred(
+        "inspect",
+        "Pipelines",
+        "Show how an image was made: its recipe from the sidecar or from inside the file.",
+        "recipe_cmd:make_inspect_command",
+    ),
+    deferred(
+        "task",
+        "Pipelines",
+        "Check, fetch or cancel async tasks (submitted with --async).",
+        "task_cmd:make",
+    ),
+    deferred(
+        "history",
+        "Pipelines",
+        "Show past requests (newest first), or where they are kept.",
+        "history_cmd:make",
+    ),
+    deferred("sandbox", "Setup", "Run the local API emulator.", "sandbox_cmd:make"),
+    deferred(
+        "doctor",
+        "Setup",
+        "Check settings, credentials, the endpoint and the clock; say what to fix.",
+        "doctor_cmd:make",
+    ),
+    deferred(
+        "completion",
+        "Setup",
+        "Print the shell completion script for bash, zsh or fish.",
+        "completion_cmd:make",
+    ),
+    deferred("config", "Setup", "Show and change settings and credentials.", "config_cmd:make"),
+]
+
 app = typer.Typer(
     name="volccli",
-    cls=lazy_group(
-        [
-            *generate.lazy_commands(),
-            batch_cmd.lazy_command(),
-            recipe_cmd.lazy_command(),
-            sandbox_cmd.lazy_command(),
-        ]
-    ),
+    cls=lazy_group([*generate.lazy_commands(), *OTHER_COMMANDS]),
     help="Volcengine visual (CV) image API from the command line: generate, edit, outpaint, "
     "style products and guide with ControlNet; batch, resume, and test offline with --sandbox.",
     epilog="Display and connection options (-v, -q, --no-color, --sandbox, --profile, --auth, "
@@ -88,14 +125,6 @@ extend_signature(
     root,
     [opt_parameter(opt, hidden=opt.param not in ROOT_SHOWN, panel="") for opt in GLOBAL_OPTS],
 )
-app.add_typer(config_cmd.app, name="config", rich_help_panel="Setup")
-app.command("inspect", rich_help_panel="Pipelines")(recipe_cmd.inspect_command)
-app.add_typer(task_cmd.app, name="task", rich_help_panel="Pipelines")
-app.add_typer(history_cmd.app, name="history", rich_help_panel="Pipelines")
-doctor_cmd.register(app)
-completion_cmd.register(app)
-# Last: every command registered above is then built only when it is used.
-defer_registered(app)
 
 
 def _usage_error_type() -> type[BaseException]:
@@ -120,6 +149,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             "(or pipe an image in with '-'), or re-encode the text as UTF-8\n"
         )
         sys.exit(int(ExitCode.USAGE))
+    # The shell's completion script asks by running volccli with completion_cmd.COMPLETE_VAR
+    # set; the name is spelled out here so that other runs do not import that module.
+    if os.environ.get("_VOLCCLI_COMPLETE"):
+        from .completion_cmd import enable_shell_completion
+
+        enable_shell_completion()
     restore = _terminate_like_ctrl_c()
     try:
         code = app(args=args, prog_name="volccli", standalone_mode=False)

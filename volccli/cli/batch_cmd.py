@@ -18,7 +18,7 @@ import typer
 
 from ..errors import ExitCode, interrupt_exit
 from .common import Session, print_json, reported
-from .lazy import LazyCommand
+from .lazy import LazyGroup, command_from
 from .options import (
     GLOBAL_OPTS,
     IMAGE_OPTS,
@@ -132,8 +132,8 @@ _DEFAULTS_FROM_CLI = (
 )
 
 
-def lazy_command() -> LazyCommand:
-    return LazyCommand("batch", HELP, "Pipelines", EPILOG, make_command)
+def make(group: LazyGroup) -> Any:
+    return command_from(group, "batch", make_command(), HELP, EPILOG)
 
 
 def _options() -> tuple[Opt, ...]:

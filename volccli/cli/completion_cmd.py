@@ -7,11 +7,12 @@ present, so ordinary runs (and `--help`) do not pay for them.
 
 from __future__ import annotations
 
-import os
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from .lazy import LazyGroup, command_from
 
 PROG_NAME = "volccli"
 COMPLETE_VAR = "_VOLCCLI_COMPLETE"
@@ -80,10 +81,5 @@ HELP = (
 )
 
 
-def register(app: typer.Typer) -> None:
-    app.command("completion", help=HELP, rich_help_panel="Setup")(completion)
-
-
-# The shell asks for completions by running volccli with this variable set.
-if os.environ.get(COMPLETE_VAR):
-    enable_shell_completion()
+def make(group: LazyGroup) -> Any:
+    return command_from(group, "completion", completion, HELP)

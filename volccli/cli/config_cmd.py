@@ -11,6 +11,7 @@ from typer.core import TyperCommand  # already imported by the lazy command tree
 
 from ..errors import ConfigError, InputError
 from .common import global_options, interactive_stdin, make_ui, print_json, reported
+from .lazy import LazyGroup, group_from
 
 if TYPE_CHECKING:
     from ..config import Resolved, Setting
@@ -276,3 +277,7 @@ def _json_value(resolved: Resolved, key: str, shown: str) -> Any:
     """The value with its type (a number stays a number), unless it is shown masked."""
     value = resolved.get(key)
     return value if shown == str(value) else shown
+
+
+def make(group: LazyGroup) -> Any:
+    return group_from(group, "config", app)

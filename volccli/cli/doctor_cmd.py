@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from .common import global_options, make_ui, print_json
+from .lazy import LazyGroup, command_from
 from .signatures import connection_flags, with_global_options
 
 HELP = (
@@ -67,5 +68,5 @@ def doctor(
     raise typer.Exit(report.exit_code)
 
 
-def register(app: typer.Typer) -> None:
-    app.command("doctor", help=HELP, rich_help_panel="Setup")(with_global_options(doctor))
+def make(group: LazyGroup) -> Any:
+    return command_from(group, "doctor", with_global_options(doctor), HELP)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from .common import global_options, make_ui, print_json, reported
+from .lazy import LazyGroup, group_from
 from .signatures import with_global_options
 
 app = typer.Typer(
@@ -111,3 +112,7 @@ def path_command() -> None:
     from ..history import db_path
 
     typer.echo(str(db_path()))
+
+
+def make(group: LazyGroup) -> Any:
+    return group_from(group, "history", app)

@@ -3,24 +3,17 @@
 The generation commands carry dozens of options each; building all of them for
 `volccli --help` would double its start-up time. The group holds a light stand-in
 (name, help, panel) for each, which is all the top-level help, suggestions and name
-completion need, and swaps in the real command on first use. ``defer_registered`` does
-the same for the commands and groups registered on the app the usual Typer way.
+completion need, and swaps in the real command on first use. ``deferred`` does the same
+for the other commands and groups, and imports their modules only then too.
 """
 
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, NamedTuple
 
 import typer
 from typer.core import TyperCommand, TyperGroup
-from typer.main import (
-    get_command_from_info,
-    get_command_name,
-    get_group_from_info,
-    solve_typer_info_defaults,
-    solve_typer_info_help,
-)
-from typer.models import CommandInfo, DefaultPlaceholder, TyperInfo
+from typer.main import get_command_from_info, get_group_from_info
+from typer.models import CommandInfo, TyperInfo
 
 from . import fastparams
 
@@ -31,7 +24,7 @@ class LazyCommand(NamedTuple):
     panel: str
     epilog: str
     build: Callable[[], Callable[..., Any]] | None = None  # returns the command function
-    # Builds the whole command or group instead (see defer_registered).
+    # Builds the whole command or group instead (see deferred).
     make: Callable[["LazyGroup"], Any] | None = None
 
 
@@ -126,70 +119,43 @@ def lazy_group(commands: list[LazyCommand]) -> type[LazyGroup]:
     return type("VolccliGroup", (LazyGroup,), {"lazy": {spec.name: spec for spec in commands}})
 
 
-def defer_registered(app: typer.Typer) -> None:
-    """Build the commands and groups registered on ``app`` on first use as well.
+def deferred(name: str, panel: str, summary: str, target: str) -> LazyCommand:
+    """A top-level command whose module is imported only when the command is used.
 
-    Typer builds every registered command and group, with all their options, before it
-    parses a single argument; until one is chosen, only its name, help and panel are
-    needed. Call once, after the last registration; the app's group class must be a
-    ``lazy_group``. Hidden, deprecated and nameless entries stay as Typer builds them.
+    ``target`` is ``"module:function"`` under ``volccli.cli``; the function takes the group
+    and returns the built command or group (see ``command_from`` and ``group_from``). The
+    summary is what the top-level help lists: the first paragraph of the command's help.
     """
-    group_cls = app.info.cls
-    assert isinstance(group_cls, type) and issubclass(group_cls, LazyGroup)
-    lazy = dict(group_cls.lazy)
-    short = app.pretty_exceptions_short
-    kept_commands = []
-    for info in app.registered_commands:
-        if info.hidden or info.deprecated or info.short_help or info.callback is None:
-            kept_commands.append(info)
-            continue
-        name = info.name or get_command_name(info.callback.__name__)
-        text = (
-            inspect.cleandoc(info.help) if info.help is not None else inspect.getdoc(info.callback)
-        )
-        lazy[name] = LazyCommand(
-            name, text or "", _plain(info.rich_help_panel), "", make=_command_maker(info, short)
-        )
-    kept_groups = []
-    for info in app.registered_groups:
-        solved = solve_typer_info_defaults(info)
-        if solved.hidden or solved.deprecated or solved.short_help or not solved.name:
-            kept_groups.append(info)
-            continue
-        text = solve_typer_info_help(info)
-        suggest = getattr(app, "suggest_commands", True)
-        lazy[solved.name] = LazyCommand(
-            solved.name,
-            text,
-            _plain(solved.rich_help_panel),
-            "",
-            make=_group_maker(info, short, suggest),
-        )
-    app.registered_commands = kept_commands
-    app.registered_groups = kept_groups
-    group_cls.lazy = lazy
+    module, function = target.split(":")
 
-
-def _plain(value: Any) -> Any:
-    return value.value if isinstance(value, DefaultPlaceholder) else value
-
-
-def _command_maker(info: CommandInfo, short: bool) -> Callable[[LazyGroup], Any]:
     def make(group: LazyGroup) -> Any:
-        return get_command_from_info(
-            info, pretty_exceptions_short=short, rich_markup_mode=group.rich_markup_mode
-        )
+        from importlib import import_module
 
-    return make
+        return getattr(import_module(f"volccli.cli.{module}"), function)(group)
+
+    return LazyCommand(name, summary, panel, "", make=make)
 
 
-def _group_maker(info: TyperInfo, short: bool, suggest: bool) -> Callable[[LazyGroup], Any]:
-    def make(group: LazyGroup) -> Any:
-        return get_group_from_info(
-            info,
-            pretty_exceptions_short=short,
-            suggest_commands=suggest,
-            rich_markup_mode=group.rich_markup_mode,
-        )
+def command_from(
+    group: LazyGroup,
+    name: str,
+    function: Callable[..., Any],
+    help: str | None = None,  # None: the function's docstring
+    epilog: str = "",
+) -> Any:
+    """Build one command from its function, as ``app.command(name, help=…)`` would."""
+    return get_command_from_info(
+        CommandInfo(name=name, callback=function, help=help, epilog=epilog),
+        pretty_exceptions_short=True,
+        rich_markup_mode=group.rich_markup_mode,
+    )
 
-    return make
+
+def group_from(group: LazyGroup, name: str, app: typer.Typer) -> Any:
+    """Build a group from its Typer app, as ``add_typer(app, name=…)`` would."""
+    return get_group_from_info(
+        TyperInfo(app, name=name),
+        pretty_exceptions_short=True,
+        suggest_commands=True,
+        rich_markup_mode=group.rich_markup_mode,
+    )

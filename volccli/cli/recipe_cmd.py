@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .common import Session, global_options, make_ui, print_json, reported
-from .lazy import LazyCommand
+from .lazy import LazyGroup, command_from
 from .options import (
     GLOBAL_OPTS,
     OUTPUT_OPTS,
@@ -250,14 +250,18 @@ def render(found: Mapping[str, Any], where: str) -> str:
 # --- rerun ------------------------------------------------------------------------------
 
 
-def lazy_command() -> LazyCommand:
-    return LazyCommand(
+def make_rerun_command(group: LazyGroup) -> Any:
+    return command_from(
+        group,
         "rerun",
+        make_rerun(),
         RERUN_HELP,
-        "Pipelines",
         "Example: volccli rerun out/txt2img_a-fox_42.png --seed 7 --set scale=5",
-        make_rerun,
     )
+
+
+def make_inspect_command(group: LazyGroup) -> Any:
+    return command_from(group, "inspect", inspect_command)
 
 
 def make_rerun() -> Callable[..., None]:

@@ -16,27 +16,15 @@ from typing import Annotated, Any
 
 import typer
 
-from .lazy import LazyCommand, LazyGroup
+from .lazy import LazyGroup, group_from
 
 HELP = "Run the local API emulator."
 # Fields that are lists in SandboxConfig take one value per option, under a singular name.
 _REPEATED = {"extra_req_keys": "extra-req-key"}
 
 
-def lazy_command() -> LazyCommand:
-    return LazyCommand("sandbox", HELP, "Setup", "", make=_make_group)
-
-
-def _make_group(group: LazyGroup) -> Any:
-    from typer.main import get_group_from_info
-    from typer.models import TyperInfo
-
-    return get_group_from_info(
-        TyperInfo(build_app(), name="sandbox", help=HELP),
-        pretty_exceptions_short=True,
-        suggest_commands=True,
-        rich_markup_mode=group.rich_markup_mode,
-    )
+def make(group: LazyGroup) -> Any:
+    return group_from(group, "sandbox", build_app())
 
 
 @functools.cache

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from .common import Session, global_options, make_ui, print_json, reported
+from .lazy import LazyGroup, group_from
 from .signatures import connection_flags, with_global_options
 
 app = typer.Typer(
@@ -237,3 +238,7 @@ def _submitted(req_key: str, task_id: str, ui: Any) -> tuple[dict[str, Any], str
 
 
 app.command("wait")(_wait_command())
+
+
+def make(group: LazyGroup) -> Any:
+    return group_from(group, "task", app)
