@@ -14,8 +14,6 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import typer
-
 from ..kinds import CALL, KINDS, SUBMIT_ACTION, Kind
 from .common import Session, print_json, reported
 from .lazy import LazyCommand
@@ -188,8 +186,11 @@ def execute(request: Request, options: dict[str, Any], session: Session, ui: UI)
         if os.environ.get("CI"):
             ui.note("note: --open is ignored in CI")
         else:
-            for path in written:
-                typer.launch(str(path))
+            from ..viewer import open_images
+
+            note = open_images(written)
+            if note:
+                ui.note(note)
 
 
 def recorder(session: Session, options: dict[str, Any]) -> Callable[[Outcome], None] | None:

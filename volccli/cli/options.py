@@ -341,7 +341,8 @@ OUTPUT_OPTS: tuple[Opt, ...] = (
         "open",
         ("--open",),
         bool,
-        "Open the written images in the system viewer.",
+        "Open the written images in the system viewer (xdg-open or open), without waiting "
+        "for it; ignored when CI is set.",
         OUTPUT,
         default=False,
     ),
