@@ -1200,3 +1200,76 @@ def test_a_proxy_from_the_environment_is_not_used_for_loopback(
     result = ok(run(sb, "txt2img", "fox", "--return-url", "--retries", "0", "-o", "out"))
     assert Path(result.stdout.strip()).is_file()
     assert sb.stats()["downloads"] == 1
+
+
+# --- images carried as base64 in the body ---------------------------------------------
+
+
+def _body_with_image(tmp_path: Path) -> tuple[Path, str]:
+    source = write_image(tmp_path / "carried.jpg", 120, 80)
+    encoded = base64.b64encode(source.read_bytes()).decode()
+    body = tmp_path / "body.json"
+    body.write_text(json.dumps({"prompt": "bluer", "binary_data_base64": [encoded]}))
+    return body, encoded
+
+
+def test_base64_images_in_a_body_are_sent_as_given_and_recorded_by_hash(
+    sb: Sandbox, tmp_path: Path
+) -> None:
+    body, encoded = _body_with_image(tmp_path)
+    preview = dry_run(sb, "call", "jimeng_i2i_v30", "--body", body)
+    assert encoded not in json.dumps(preview)
+    assert preview["body"]["binary_data_base64"][0].startswith("<base64 of binary_data_base64[0]")
+    ok(run(sb, "call", "jimeng_i2i_v30", "--body", body, "-o", "out"))
+    sent = sb.stats()["recent"][-1]["body"]["binary_data_base64"]
+    assert sent == [b64_summary(base64.b64decode(encoded))]  # the bytes given, unchanged
+    (path,) = written(tmp_path / "out")
+    sidecar = Path(f"{path}.json").read_text()
+    history = ok(run(sb, "history", "-n", "1", "--json")).stdout
+    for record in (sidecar, history, path.read_bytes().decode("latin-1")):
+        assert encoded[:40] not in record
+    data = base64.b64decode(encoded)
+    assert json.loads(sidecar)["body"]["binary_data_base64"] == [
+        {
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "source": "binary_data_base64[0]",
+            "bytes": len(data),
+        }
+    ]
+    rerun = run(sb, "rerun", path)
+    assert rerun.exit_code == 2
+    assert "binary_data_base64[0], which cannot be read again" in rerun.stderr
+
+
+def test_a_batch_row_with_base64_images_is_checked_and_recorded_by_hash(
+    sb: Sandbox, tmp_path: Path
+) -> None:
+    _, encoded = _body_with_image(tmp_path)
+    rows = tmp_path / "rows.jsonl"
+    row = {"req_key": "jimeng_i2i_v30", "prompt": "y", "binary_data_base64": [encoded]}
+    rows.write_text(json.dumps(row) + "\n")
+    ok(run(sb, "batch", rows, "-o", "bo"))
+    (path,) = written(tmp_path / "bo")
+    assert encoded[:40] not in Path(f"{path}.json").read_text()
+    assert sb.stats()["billed"] == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("!!not base64", "--body binary_data_base64[0] is not valid base64"),
+        (base64.b64encode(b"plain words").decode(), "--body binary_data_base64[0] is text"),
+        ("", "--body binary_data_base64[0] is empty"),
+    ],
+)
+def test_a_bad_base64_image_in_a_body_is_refused_before_sending(
+    sb: Sandbox, tmp_path: Path, value: str, message: str
+) -> None:
+    body = tmp_path / "body.json"
+    body.write_text(json.dumps({"prompt": "x", "binary_data_base64": [value]}))
+    result = run(sb, "call", "jimeng_i2i_v30", "--body", body, "-o", "out")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert message in result.stderr
+    assert api_requests(sb) == 0
+    assert not (tmp_path / "out").exists()

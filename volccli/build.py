@@ -23,6 +23,7 @@ from .images import (
     DEFAULT_MAX_SIDE,
     ImageInput,
     ImageLimits,
+    load_base64,
     load_image,
     resized_like,
     stream_cap,
@@ -30,7 +31,7 @@ from .images import (
 from .jsonkind import json_kind
 from .kinds import Kind
 from .output import DEFAULT_TEMPLATE, OutputSpec, check_template, per_image_tokens
-from .payload import Inputs, parse_control, parse_set
+from .payload import ImageRef, Inputs, parse_control, parse_set
 from .runner import Request
 
 ON_EXISTS = SETTINGS["on_exists"].choices
@@ -222,6 +223,24 @@ def _one_stdin_reader(kind: Kind, options: Mapping[str, Any], literal_text: bool
         )
 
 
+def _check_carried_images(
+    body: dict[str, Any], where: str, limits: ImageLimits, notes: list[str]
+) -> None:
+    """Images a body already carries as base64 are checked like any input and sent as
+    such; then a sidecar, the history and --dry-run record their hash, not their data."""
+    items = body.get("binary_data_base64")
+    if not isinstance(items, list):
+        return
+    checked: list[Any] = []
+    for index, item in enumerate(items):
+        if isinstance(item, str):
+            image = load_base64(item, where, index, limits)
+            notes.extend(image.notes)
+            item = ImageRef(image)
+        checked.append(item)
+    body["binary_data_base64"] = checked
+
+
 def build_request(
     kind: Kind,
     options: Mapping[str, Any],
@@ -306,6 +325,8 @@ def build_request(
     base = {}
     if options.get("body") is not None:
         base = read_json_object(str(options["body"]), "--body", stdin, base_dir)
+    for given, where in ((base, "--body"), (overrides, "--set")):
+        _check_carried_images(given, where, limits, notes)
     return Request(
         kind=kind,
         req_key=req_key,

@@ -201,6 +201,25 @@ def _decode_data_uri(source: str, flag: str) -> bytes:
         ) from None
 
 
+# How an image given as base64 inside the body (--body, --set, a batch row) is named in
+# messages and recorded as its source in recipes, which a rerun cannot read again.
+BODY_SOURCE = "binary_data_base64[{}]"
+
+
+def load_base64(text: str, flag: str, index: int, limits: ImageLimits) -> ImageInput:
+    """Check an image given as base64 text in the body, as any other input is checked."""
+    label = BODY_SOURCE.format(index)
+    try:
+        data = base64.b64decode(re.sub(r"\s+", "", text), validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError(f"{flag} {label} is not valid base64", "re-encode the image") from None
+    if not data:
+        raise InputError(
+            f"{flag} {label} is empty", "put the image's base64 there, or leave it out"
+        )
+    return _check_bytes(data, label, flag, limits)
+
+
 def _check_file(path: Path, flag: str, limits: ImageLimits) -> ImageInput:
     label = str(path)
     if not path.exists():

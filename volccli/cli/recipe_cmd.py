@@ -350,10 +350,11 @@ def recipe_request(
 def reload_input(desc: Mapping[str, Any], image_dir: Path) -> ImageInput:
     """A recorded input, read again and proven unchanged by its SHA-256."""
     from ..errors import InputError
-    from ..images import ImageLimits, load_image
+    from ..images import BODY_SOURCE, ImageLimits, load_image
 
     source = str(desc.get("source") or "")
-    if source in ("stdin", "data: URI") or not source:
+    in_body = source.startswith(BODY_SOURCE.partition("[")[0] + "[")
+    if source in ("stdin", "data: URI") or in_body or not source:
         raise InputError(
             f"the recipe's input came from {source or 'an unknown source'}, which cannot be "
             "read again",
