@@ -73,6 +73,14 @@ FAULTS: dict[str, Fault] = {
     "50500, resent when asked": Fault(
         "50500x1", RETRY_SERVER, ExitCode.OK, {"50500": 1, "ok": 1}, 1
     ),
+    "50500 resent until --retries is spent": Fault(
+        "50500",
+        RETRY_SERVER,
+        ExitCode.NETWORK,
+        {"50500": 2},
+        0,
+        ["50500", "gave up after 2 attempts (--retries 1)"],
+    ),
     "502 from the relay": Fault("502", [], ExitCode.NETWORK, {"http_502": 1}, 0, ["HTTP 502"]),
     "502, resent when asked": Fault(
         "502x1", RETRY_SERVER, ExitCode.OK, {"http_502": 1, "ok": 1}, 1
@@ -92,6 +100,15 @@ FAULTS: dict[str, Fault] = {
     ),
     "invalid base64": Fault(
         "bad-base64", [], ExitCode.NETWORK, {"bad_base64": 1}, 1, ["not valid base64"]
+    ),
+    # A damaged answer is never sent again by itself: the hint promises nothing else.
+    "invalid base64, with --retry-server-errors": Fault(
+        "bad-base64",
+        RETRY_SERVER,
+        ExitCode.NETWORK,
+        {"bad_base64": 1},
+        1,
+        ["run the command again"],
     ),
     "expired result URL": Fault(
         "expired-url",
@@ -150,6 +167,8 @@ def test_a_fault_gets_its_retry_decision_and_exit_code(
         assert last.startswith("volccli: error: ")
         for word in fault.stderr:
             assert word in last, (word, last)
+        if "--retry-server-errors" in fault.args:
+            assert "--retry-server-errors" not in last
     if "50429" in fault.seen or "50430" in fault.seen:
         # Retry-After: 1 from the sandbox is honoured: no resend before a second is up.
         assert all(_gap(a, b) >= 0.95 for a, b in itertools.pairwise(seen))

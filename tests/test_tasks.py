@@ -354,3 +354,63 @@ def test_under_sandbox_a_wait_timeout_does_not_point_at_task_wait(
     assert run.code == 7
     assert "raise --wait-timeout" in run.err and "task wait" not in run.err
     assert images_in(tmp_path) == []
+
+
+def result_answers(sandbox: Sandbox) -> dict[str, int]:
+    return dict(sandbox.stats()["requests"].get("CVSync2AsyncGetResult", {}))
+
+
+def test_a_failed_poll_is_retried_and_points_at_task_wait_not_at_paying_again(
+    box: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Polling a result is not billed: its server errors are retried without
+    --retry-server-errors, and when they persist the task is fetched later, not resent."""
+    task_id = submit(box, {"req_key": TXT2IMG, "prompt": "polled", "seed": 3})
+    box.configure(error_rate=1.0)
+    args = ["task", "wait", TXT2IMG, task_id, "-o", str(tmp_path), "--retries", "1"]
+    failed = volccli(capsys, [*args, "--poll-interval", "0.01"])
+    assert failed.code == 7
+    assert result_answers(box) == {"50500": 2}  # the poll and its one retry
+    (line,) = failed.err.strip().splitlines()[-1:]
+    assert f"fetch it with `volccli task wait {TXT2IMG} {task_id}`" in line
+    assert "--retry-server-errors" not in line and "billed" not in line
+    box.configure(error_rate=0.0)
+    done = volccli(capsys, [*args, "--poll-interval", "0.01"])
+    assert done.code == 0, done.err
+    assert len(images_in(tmp_path)) == 1
+    assert box.stats()["billed"] == 1
+
+
+def test_the_last_poll_comes_at_the_wait_timeout(
+    box: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    box.configure(async_polls=100)
+    task_id = submit(box, {"req_key": TXT2IMG, "prompt": "slow", "seed": 4})
+    run = volccli(
+        capsys,
+        ["task", "wait", TXT2IMG, task_id, "-o", str(tmp_path)]
+        + ["--poll-interval", "0.4", "--wait-timeout", "0.6"],
+    )
+    assert run.code == 7
+    # Polls at 0 s, 0.4 s and 0.6 s: the wait before the last is cut short, not skipped.
+    assert result_answers(box) == {"ok": 3}
+    assert "(--wait-timeout 0.6s)" in run.err
+
+
+def test_a_damaged_result_of_a_done_task_is_fetched_again_not_paid_again(
+    box: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = str(tmp_path / "out")
+    run = volccli(
+        capsys,
+        ["txt2img", "a fox volccli-fault:bad-base64x1", "--async", "--poll-interval", "0.01"]
+        + ["-o", out],
+    )
+    assert run.code == 7
+    found = re.search(rf"fetch the images again with `volccli task wait {TXT2IMG} (\d+)`", run.err)
+    assert found, run.err
+    assert not (tmp_path / "out").exists()
+    # The task is done and kept: fetching it again is a poll, not a second submit.
+    again = volccli(capsys, ["task", "get", TXT2IMG, found[1]])
+    assert again.code == 0 and again.out.startswith(f"task {found[1]}: done")
+    assert box.stats()["billed"] == 1

@@ -123,9 +123,20 @@ class ApiClient:
         self.session.close()
 
     def call(
-        self, action: str, version: str, body: EncodedBody, *, on_event: Event = no_event
+        self,
+        action: str,
+        version: str,
+        body: EncodedBody,
+        *,
+        on_event: Event = no_event,
+        unbilled: bool = False,
     ) -> Envelope:
-        """Send one request under the retry policy; return the success envelope or raise."""
+        """Send one request under the retry policy; return the success envelope or raise.
+
+        ``unbilled`` marks a request the service does not charge for (a task's result, a
+        cancel): its server errors, timeouts and dropped answers are then retried like
+        rate limits, since sending it again costs nothing.
+        """
         conn = self.connection
         url = conn.url(action, version)
         env = environment_settings(url)
@@ -138,8 +149,12 @@ class ApiClient:
             try:
                 envelope = self._attempt(url, body, env)
             except VolccliError as error:
-                delay = self._retry_delay(error, attempt)
+                resend = unbilled or self.connection.retry_server_errors
+                delay = self._retry_delay(error, attempt, resend)
                 if delay is None:
+                    if error.retry == "server" and resend:
+                        # The usual hint says --retry-server-errors resends: it just did.
+                        error.hint = _gave_up_hint(attempt)
                     raise
                 reason = f"{error.message} (code {error.code})" if error.code else error.message
                 notes.append(reason)
@@ -151,11 +166,11 @@ class ApiClient:
             envelope.elapsed = time.monotonic() - started
             return envelope
 
-    def _retry_delay(self, error: VolccliError, attempt: int) -> float | None:
+    def _retry_delay(self, error: VolccliError, attempt: int, resend: bool) -> float | None:
         retry = error.retry
         if attempt > self.connection.retries:
             return None
-        if retry == "safe" or (retry == "server" and self.connection.retry_server_errors):
+        if retry == "safe" or (retry == "server" and resend):
             backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
             delay = backoff / 2 + self.rng.uniform(0, backoff / 2)
             retry_after = getattr(error, "retry_after", None)
@@ -215,6 +230,11 @@ class ApiClient:
             proxies=env["proxies"],
             cert=None,
         )
+
+
+def _gave_up_hint(attempts: int) -> str:
+    tries = f"{attempts} attempts (--retries {attempts - 1})" if attempts > 1 else "one attempt"
+    return f"gave up after {tries}; retry later, or raise --retries"
 
 
 def read_limited(

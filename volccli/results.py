@@ -87,9 +87,8 @@ def decode_base64(items: list[str]) -> list[RawResult]:
 def _bad_answer(what: str) -> NetworkError:
     return NetworkError(
         f"the answer is damaged: {what}",
-        "retry later; the request was probably billed (--retry-server-errors resends)",
+        "run the command again later; the request was probably billed",
         maybe_billed=True,
-        retry="server",
     )
 
 

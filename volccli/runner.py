@@ -325,7 +325,17 @@ class Runner:
         reported = envelope.data.get("seed")
         if outcome.seed in (None, -1) and isinstance(reported, int):
             outcome.seed = reported
-        outcome.images = self._write(job, outcome, envelope)
+        try:
+            outcome.images = self._write(job, outcome, envelope)
+        except (NetworkError, OutputError) as error:
+            if outcome.task_id:  # a done task's result can be fetched again, unbilled
+                fetch = f"`volccli task wait {job.request.req_key} {outcome.task_id}`"
+                error.hint = (
+                    f"fetch the images again with {fetch}"
+                    if isinstance(error, NetworkError)
+                    else f"{error.hint}, then fetch the images with {fetch}"
+                )
+            raise
         outcome.status = "ok" if outcome.images else "skipped"
 
     def _generate(

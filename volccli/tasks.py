@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .client import ApiClient, Envelope, Event, no_event
-from .errors import ApiRefusedError, InputError, NetworkError
+from .errors import ApiRefusedError, InputError, NetworkError, RateLimitError
 from .kinds import CANCEL_ACTION, CANCEL_VERSION, DEFAULT_VERSION, RESULT_ACTION, SUBMIT_ACTION
 from .payload import encode_body
 
@@ -78,7 +78,9 @@ def get_result(
     body: dict[str, Any] = {"req_key": req_key, "task_id": task_id}
     if req_json:
         body["req_json"] = json.dumps(req_json, ensure_ascii=False, separators=(",", ":"))
-    return client.call(RESULT_ACTION, DEFAULT_VERSION, encode_body(body), on_event=on_event)
+    return client.call(
+        RESULT_ACTION, DEFAULT_VERSION, encode_body(body), on_event=on_event, unbilled=True
+    )
 
 
 def cancel(
@@ -86,7 +88,9 @@ def cancel(
 ) -> Envelope:
     """Cancel a task with CVCancelTask; the service cancels only a task still queued."""
     body = {"req_key": req_key, "task_id": task_id}
-    envelope = client.call(CANCEL_ACTION, CANCEL_VERSION, encode_body(body), on_event=on_event)
+    envelope = client.call(
+        CANCEL_ACTION, CANCEL_VERSION, encode_body(body), on_event=on_event, unbilled=True
+    )
     status = str(envelope.data.get("status") or "")
     if status in ("not_found", "expired"):
         _gone(status, req_key, task_id, envelope)
@@ -125,7 +129,14 @@ def wait(
     started = time.monotonic()
     interval = policy.interval
     while True:
-        envelope = get_result(client, req_key, task_id, req_json, on_event=on_event)
+        try:
+            envelope = get_result(client, req_key, task_id, req_json, on_event=on_event)
+        except (NetworkError, RateLimitError) as error:
+            # The task was submitted, and paid for: say how to collect it, not to pay again.
+            error.hint = (
+                f"the task may still finish; fetch it with `volccli task wait {req_key} {task_id}`"
+            )
+            raise
         status = str(envelope.data.get("status") or "")
         on_event("status", {"status": status, "task_id": task_id})
         if status == "done":
@@ -141,13 +152,13 @@ def wait(
                 request_id=envelope.request_id,
             )
         waited = time.monotonic() - started
-        if waited + interval > policy.timeout:
-            # The next poll would come after --wait-timeout: give up now, saying so.
+        if waited >= policy.timeout:
             raise NetworkError(
                 f"task {task_id} is still {status} after {waited:.0f}s "
                 f"(--wait-timeout {policy.timeout:g}s)",
                 f"wait longer with `volccli task wait {req_key} {task_id}`",
                 code=WAIT_TIMEOUT,
             )
-        sleep(interval)
+        # The last wait is cut short so that the last poll comes at --wait-timeout.
+        sleep(min(interval, policy.timeout - waited))
         interval = min(policy.max_interval, interval * policy.factor)
