@@ -170,6 +170,30 @@ def test_ctrl_c_while_waiting_says_how_to_fetch_the_submitted_task(
     assert run.err.rstrip().endswith("volccli: interrupted")
 
 
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_ctrl_c_before_any_image_leaves_no_empty_output_folder(
+    box: Sandbox,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    use_async: bool,
+) -> None:
+    from volccli import runner as runner_module
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    if use_async:
+        monkeypatch.setattr(runner_module, "wait", interrupted)
+    else:
+        monkeypatch.setattr(runner_module.ApiClient, "call", interrupted)
+    out = tmp_path / "made" / "sub"
+    args = ["txt2img", "owl", "-o", str(out), *(["--async"] if use_async else [])]
+    run = volccli(capsys, args)
+    assert run.code == 130
+    assert not (tmp_path / "made").exists()
+
+
 def test_an_unknown_task_exits_4(
     box: Sandbox, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -172,6 +172,8 @@ def execute(request: Request, options: dict[str, Any], session: Session, ui: UI)
                 )
             raise
         except KeyboardInterrupt:
+            if made is not None and not written:
+                remove_empty_folders(made)  # as for a failure: no empty folder left behind
             if submitted and session.sandbox is not None:
                 ui.plain(f"volccli: task {submitted[-1]} ends with the built-in sandbox")
             elif submitted:  # the last one: a reseed's earlier tasks were answered
