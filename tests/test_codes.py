@@ -191,6 +191,31 @@ def test_relay_status_has_its_exit_code_hint_and_one_line(status: int) -> None:
     assert f"HTTP {status}" in assert_one_line(error, info.hint)
 
 
+@pytest.mark.parametrize("status", [*sorted(RELAY_EXPECTED), 405, 418, 501, 505])
+@pytest.mark.parametrize("body", [b"<html>nginx</html>", b'{"error": "x"}'], ids=["html", "json"])
+def test_in_official_mode_an_answer_outside_the_envelopes_never_blames_a_relay(
+    status: int, body: bytes
+) -> None:
+    """With AK/SK there is no relay and no base URL: such an answer comes from whatever
+    stands in front of the endpoint, or from a wrong --endpoint."""
+    with pytest.raises(VolccliError) as info:
+        parse_response(status, body, {}, mode="official")
+    line = format_error(info.value)
+    assert "relay" not in line and "base URL" not in line and "API key" not in line
+    assert f"HTTP {status}" in line
+    gateway = raised(status, body)
+    assert int(info.value.exit_code) == int(gateway.exit_code)  # same class of failure
+    if status in (404, 405, 501):
+        assert "check --endpoint" in line
+
+
+@pytest.mark.parametrize("status", [405, 501])
+def test_a_url_that_serves_no_post_is_a_configuration_error(status: int) -> None:
+    error = raised(*relay_answer(status))
+    assert int(error.exit_code) == 3 and error.retry == "never"
+    assert "check the base URL" in format_error(error)
+
+
 def test_the_hints_name_the_fix() -> None:
     hint_50400 = codes.BUSINESS[50400].hint
     assert "req_key" in hint_50400 and "not enabled" in hint_50400

@@ -192,7 +192,9 @@ class ApiClient:
             except requests.exceptions.RequestException as exc:
                 raise transport_error(exc, conn.timeout) from None
             try:
-                envelope = parse_response(response.status_code, content, response.headers)
+                envelope = parse_response(
+                    response.status_code, content, response.headers, mode=conn.mode
+                )
             except VolccliError as error:
                 if isinstance(error, RateLimitError) and self.limiter is not None:
                     self.limiter.rate_limited(error.code)
@@ -373,8 +375,14 @@ def retry_after(headers: Any) -> float | None:
         return None
 
 
-def parse_response(status: int, content: bytes, headers: Any = None) -> Envelope:
-    """Turn one HTTP answer into a success Envelope or a typed error (the body first)."""
+def parse_response(
+    status: int, content: bytes, headers: Any = None, *, mode: str = "gateway"
+) -> Envelope:
+    """Turn one HTTP answer into a success Envelope or a typed error (the body first).
+
+    ``mode`` (gateway or official) names what answered outside the API's envelopes: the
+    relay, or something in front of the official endpoint.
+    """
     try:
         body = json.loads(content)
     except (ValueError, UnicodeDecodeError):
@@ -388,7 +396,7 @@ def parse_response(status: int, content: bytes, headers: Any = None) -> Envelope
                 http_status=status,
                 retry="server",
             )
-        info = codes.relay(status)
+        info = codes.relay(status, mode)
         raise _error(
             info,
             f"{info.meaning} (HTTP {status}{_snippet(content)})",
@@ -427,7 +435,7 @@ def parse_response(status: int, content: bytes, headers: Any = None) -> Envelope
             status=status,
             headers=headers,
         )
-    info = codes.relay(status if status != 200 else 502)
+    info = codes.relay(status if status != 200 else 502, mode)
     detail = _relay_message(body)
     raise _error(
         info,

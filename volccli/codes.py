@@ -288,9 +288,55 @@ def gateway(code: str, status: int | None = None) -> CodeInfo:
     )
 
 
-def relay(status: int) -> CodeInfo:
-    if status in RELAY:
-        return RELAY[status]
+# The official endpoint answers in ResponseMetadata; an answer in no envelope comes from
+# something in front of it (a proxy, a load balancer) or from a wrong --endpoint.
+ENDPOINT: Final[dict[int, CodeInfo]] = {
+    401: CodeInfo(
+        ConfigError,
+        "the endpoint refused the request without the API's answer",
+        "check --endpoint (volccli doctor)",
+    ),
+    403: CodeInfo(
+        ApiRefusedError,
+        "the endpoint refused access without the API's answer",
+        "check --endpoint and any proxy in between (volccli doctor)",
+    ),
+    404: CodeInfo(
+        ConfigError,
+        "the endpoint has no such route",
+        "check --endpoint: it should be the API's host alone, such as "
+        "https://visual.volcengineapi.com",
+    ),
+    413: CodeInfo(
+        ApiRefusedError,
+        "the request body is too large for the endpoint",
+        "use smaller images (--fit) or image URLs",
+    ),
+    429: CodeInfo(
+        RateLimitError, "the endpoint's rate limit was reached", "lower --qps or -j", retry="safe"
+    ),
+    502: CodeInfo(NetworkError, "bad gateway in front of the API", "retry later", retry="server"),
+    503: CodeInfo(NetworkError, "the API is unavailable", "retry later", retry="server"),
+    504: CodeInfo(
+        NetworkError,
+        "the endpoint timed out waiting for the API",
+        "retry later or use --async",
+        retry="server",
+    ),
+}
+
+
+def relay(status: int, mode: str = "gateway") -> CodeInfo:
+    """What an answer outside the API's envelopes means, by its HTTP status: the relay's
+    own JSON in gateway mode, a proxy's or a wrong URL's answer in official mode."""
+    known = RELAY if mode == "gateway" else ENDPOINT
+    if status in known:
+        return known[status]
+    where = "the base URL" if mode == "gateway" else "--endpoint"
+    if status in (405, 501):  # POST is not served there: the URL is wrong, not the server
+        return CodeInfo(
+            ConfigError, f"HTTP {status}: no API at this URL", f"check {where} (volccli doctor)"
+        )
     if status >= 500:
         return CodeInfo(
             NetworkError, f"HTTP {status} from the server", "retry later", retry="server"
@@ -298,5 +344,5 @@ def relay(status: int) -> CodeInfo:
     return CodeInfo(
         ApiRefusedError,
         f"HTTP {status} from the server",
-        "check the base URL and the request (--dry-run)",
+        f"check {where} and the request (--dry-run)",
     )
