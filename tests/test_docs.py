@@ -257,23 +257,138 @@ def test_every_command_and_option_has_help() -> None:
     assert missing == []
 
 
-def test_every_command_and_option_is_in_the_reference() -> None:
-    section = in_this_notation(docs.current_section(README_TEXT))
+# What `--help` adds after an option's own help, as it shows it: "[default: 20]".
+ADDED = re.compile(r"\[(?:default|env var): [^\]]*\]")
+FLAG = re.compile(r"(?<![\w-])--?\w[\w-]*")
+GLOBALS = "Global options"
 
-    def row(param: object, ctx: typer.Context) -> str:
-        return in_this_notation(f"| `{docs.cell(docs.declaration(param, ctx))}` |")
 
-    for entry in docs.walk():
-        assert f"### `{entry.path}`" in section
-        for param in docs.params(entry.command, entry.ctx):
-            if param.hidden:
+@dataclass(frozen=True)
+class Section:
+    rows: list[tuple[str, str]]  # (how it is written, description)
+    links_globals: bool
+
+
+def reference_sections(text: str) -> dict[str, Section]:
+    """The generated reference by heading: `volccli config set`, or `Global options`."""
+    sections: dict[str, Section] = {}
+    for chunk in text.split("\n### ")[1:]:
+        heading, _, body = chunk.partition("\n")
+        rows = []
+        for line in body.splitlines():
+            if line.startswith("| `"):
+                written, _, description = line[3:].partition("` | ")
+                rows.append((written.replace("\\|", "|"), description.removesuffix(" |")))
+        sections[heading.strip("`")] = Section(rows, f"({docs.GLOBAL_ANCHOR})" in body)
+    return sections
+
+
+def default_shown(param: typer.core.TyperOption, ctx: typer.Context) -> str | None:
+    """The default `--help` shows for a parameter, or None: its show_default text, else
+    its default when shown (a flag that is off by default shows none; a pair of flags
+    shows the one in force)."""
+    if isinstance(param.show_default, str):
+        return f"({param.show_default})"
+    if not (param.show_default or ctx.show_default):
+        return None
+    default = param.get_default(ctx, call=False)
+    if default is None:
+        return None
+    if callable(default):
+        return "(dynamic)"
+    if getattr(param, "is_bool_flag", False):
+        if param.secondary_opts:
+            return (param.opts if default else param.secondary_opts)[0].lstrip("-/")
+        return str(default) if default else None
+    if isinstance(default, (list, tuple)):
+        return ", ".join(str(item) for item in default) or None
+    return str(getattr(default, "value", default))
+
+
+def envvar_shown(param: typer.core.TyperOption) -> str | None:
+    envvar = param.envvar if getattr(param, "show_envvar", False) else None
+    if not envvar:
+        return None
+    return envvar if isinstance(envvar, str) else ", ".join(envvar)
+
+
+def find_row(
+    param: typer.core.TyperOption, ctx: typer.Context, own: Section, root: Section
+) -> tuple[str, str] | None:
+    """The parameter's row: in the command's table, or among the global options when
+    the command's section sends the reader there."""
+    if param.param_type_name == "argument":
+        name = str(param.metavar or param.name.upper())
+        matches = [row for row in own.rows if row[0] == name]
+    else:
+        flags = {*param.opts, *param.secondary_opts}
+        matches = [row for row in own.rows if set(FLAG.findall(row[0])) == flags]
+        if not matches and own.links_globals and param.name in docs.global_names():
+            matches = [row for row in root.rows if set(FLAG.findall(row[0])) == flags]
+    return matches[0] if matches else None
+
+
+def test_reference_has_every_option_and_default_that_help_shows() -> None:
+    sections = reference_sections(docs.reference_markdown())
+    root_ctx = docs.root_context()
+    checks = [(GLOBALS, root_ctx.command, root_ctx)]
+    checks += [(entry.path, entry.command, entry.ctx) for entry in docs.walk()]
+    missing: list[str] = []
+    defaults: set[tuple[str, str, str]] = set()
+    for heading, command, ctx in checks:
+        assert heading in sections, f"no section for {heading}"
+        for param in docs.params(command, ctx):
+            if param.hidden and heading != GLOBALS:
+                continue  # not in this command's --help (the root's are all listed)
+            where = f"{heading} {'/'.join(param.opts)}"
+            row = find_row(param, ctx, sections[heading], sections[GLOBALS])
+            if row is None:
+                missing.append(f"{where}: no row")
                 continue
-            if param.name in docs.global_names():
-                continue  # listed once, under Global options
-            assert row(param, entry.ctx) in section, param.name
-    root = docs.root_context()
-    for param in docs.params(root.command, root):
-        assert row(param, root) in section, param.name
+            default = default_shown(param, ctx)
+            if default is not None:
+                defaults.add((heading, param.opts[0], default))
+                if f"[default: {default}]" not in row[1]:
+                    missing.append(f"{where}: no [default: {default}]")
+            envvar = envvar_shown(param)
+            if envvar is not None and f"[env var: {envvar}]" not in row[1]:
+                missing.append(f"{where}: no [env var: {envvar}]")
+    assert missing == []
+    # The defaults the walk found are the ones help shows, so the check above has teeth.
+    assert ("volccli history", "--limit", "20") in defaults
+    assert ("volccli sandbox serve", "--port", "8765") in defaults
+
+
+def test_config_commands_list_their_own_profile_option() -> None:
+    sections = reference_sections(docs.reference_markdown())
+    for path in ("set", "get", "unset", "show"):
+        section = sections[f"volccli config {path}"]
+        assert not section.links_globals
+        assert any(set(FLAG.findall(written)) == {"-P", "--profile"} for written, _ in section.rows)
+
+
+def test_reference_carries_every_default_and_variable_the_rendered_help_shows(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read off the help as users see it: each bracket it adds is in the reference."""
+    monkeypatch.setenv("COLUMNS", "1000")  # one line per option: no bracket is wrapped
+    sections = reference_sections(docs.reference_markdown())
+    global_text = " ".join(text for _, text in sections[GLOBALS].rows)
+    missing = []
+    seen = 0
+    for entry in docs.walk():
+        run = invoke([*entry.path.split()[1:], "--help"], capsys, monkeypatch)
+        assert run.code == 0, run.err
+        section = sections[entry.path]
+        text = " ".join(description for _, description in section.rows)
+        if section.links_globals:
+            text += " " + global_text
+        for added in ADDED.findall(run.out):
+            seen += 1
+            if added not in text:
+                missing.append(f"{entry.path}: {added}")
+    assert seen > 0
+    assert missing == []
 
 
 def test_write_replaces_only_the_section(tmp_path: Path) -> None:
@@ -300,3 +415,23 @@ def test_the_readme_explains_every_name_token() -> None:
     readme = README.read_text(encoding="utf-8")
     for token, meaning in TOKENS.items():
         assert f"| `{{{token}}}` | {meaning} |" in readme, token
+
+
+def test_batch_output_help_says_what_batch_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batch shares -o with the single commands but never writes to stdout: its help
+    must not offer '-', and must say where the rows' output_dir folders go."""
+    from volccli.errors import ExitCode
+
+    _, description = next(
+        row
+        for row in reference_sections(docs.reference_markdown())["volccli batch"].rows
+        if "--output-dir" in FLAG.findall(row[0])
+    )
+    assert "stdout" not in description and "output_dir" in description
+    batch = tmp_path / "jobs.jsonl"
+    batch.write_text('{"command": "txt2img", "prompt": "a red fox"}\n', encoding="utf-8")
+    run = invoke(["--sandbox", "batch", batch, "-o", "-"], capsys, monkeypatch)
+    assert run.code == ExitCode.USAGE, run.err
+    assert "give a folder with -o" in run.err and run.out == ""

@@ -3,12 +3,14 @@
 `python -m volccli.docs --write` rewrites the part of README.md between
 ``<!-- reference:start -->`` and ``<!-- reference:end -->``; `--check` exits 1 when it
 is stale. The walk builds the lazily made generation commands too, so every command
-and option that exists is listed, with its help.
+and option that exists is listed, with its help and what `--help` adds to it
+(default, environment variable, required).
 """
 
 from __future__ import annotations
 
 import copy
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ END = "<!-- reference:end -->"
 README = Path(__file__).resolve().parent.parent / "README.md"
 REGENERATE = "python -m volccli.docs --write"
 GLOBAL_ANCHOR = "#global-options"
+# Where Typer's help record separates what it adds to an option's help.
+ADDED_ITEM = re.compile(r"; (?=env var: |default: |required$)")
 
 
 @dataclass(frozen=True)
@@ -80,20 +84,42 @@ def cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def shown(param: Any) -> Any:
+    """The parameter as help would show it: the root hides most global options to keep
+    its help short, and the reference lists them anyway."""
+    if not param.hidden:
+        return param
+    param = copy.copy(param)
+    param.hidden = False
+    return param
+
+
 def declaration(param: Any, ctx: typer.Context) -> str:
     """How the parameter is written: `-W, --width <int>`, `PROMPT`."""
     if param.param_type_name == "argument":
         return str(param.metavar or param.name.upper())
-    if param.hidden:
-        # The root hides most global options to keep its help short; list them anyway.
-        param = copy.copy(param)
-        param.hidden = False
-    record = param.get_help_record(ctx)
+    record = shown(param).get_help_record(ctx)
     return record[0] if record else ", ".join(param.opts)
 
 
 def param_help(param: Any) -> str:
+    """The help written for the parameter, without what Typer adds to it."""
     return help_text(getattr(param, "help", None))
+
+
+def described(param: Any, ctx: typer.Context) -> str:
+    """The help with what `--help` shows after it (environment variable, default,
+    required), taken from Typer's help record, so the reference cannot say less."""
+    own = getattr(param, "help", None) or ""
+    record = shown(param).get_help_record(ctx)
+    full = record[1] if record else own
+    if not full.startswith(own):
+        return help_text(full)
+    added = full[len(own) :].strip()
+    if added.startswith("[") and added.endswith("]"):
+        # The record joins them as "[env var: X; default: Y]"; help shows one bracket each.
+        added = " ".join(f"[{item}]" for item in ADDED_ITEM.split(added[1:-1]))
+    return help_text(f"{own} {added}")
 
 
 def usage(entry: Entry) -> str:
@@ -107,16 +133,28 @@ def options_table(rows: Sequence[tuple[str, str]]) -> list[str]:
     return lines
 
 
-def command_section(entry: Entry, globals_: frozenset[str]) -> list[str]:
+def row(param: Any, ctx: typer.Context) -> tuple[str, str]:
+    return declaration(param, ctx), described(param, ctx)
+
+
+def command_section(entry: Entry, root_rows: dict[str, tuple[str, str]]) -> list[str]:
+    """One command: its help, usage and options. A global option is left to the link to
+    the global options only when the command takes all of them, exactly as the root
+    does; one of the same name that differs (`config set -P`) gets its own row."""
     command, ctx = entry.command, entry.ctx
     lines = [f"### `{entry.path}`", "", first_paragraph(command.help), ""]
     lines += ["```text", usage(entry), "```", ""]
-    own = [p for p in params(command, ctx) if p.name not in globals_ and not p.hidden]
+    visible = [p for p in params(command, ctx) if not p.hidden]
+    takes_globals = root_rows.keys() <= {p.name for p in params(command, ctx)}
+    own = [
+        p
+        for p in visible
+        if not (takes_globals and p.name in root_rows and row(p, ctx) == root_rows[p.name])
+    ]
     if own:
-        lines += options_table([(declaration(p, ctx), param_help(p)) for p in own])
+        lines += options_table([row(p, ctx) for p in own])
         lines.append("")
-    names = {p.name for p in params(command, ctx)}
-    if globals_ <= names:
+    if takes_globals:
         lines += [f"Also takes the [global options]({GLOBAL_ANCHOR}).", ""]
     return lines
 
@@ -138,10 +176,11 @@ def reference_markdown() -> str:
         "`doctor`), after it.",
         "",
     ]
-    lines += options_table([(declaration(p, ctx), param_help(p)) for p in params(root, ctx)])
+    lines += options_table([row(p, ctx) for p in params(root, ctx)])
     lines.append("")
+    root_rows = {p.name: row(p, ctx) for p in params(root, ctx) if p.name in globals_}
     for entry in walk(ctx):
-        lines += command_section(entry, globals_)
+        lines += command_section(entry, root_rows)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
