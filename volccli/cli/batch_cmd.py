@@ -136,9 +136,22 @@ def make(group: LazyGroup) -> Any:
     return command_from(group, "batch", make_command(), HELP, EPILOG)
 
 
+# -o means something else for many jobs: one folder for all of them, never stdout.
+_OWN_HELP = {
+    "output_dir": (
+        "Folder for the images and the journal; a row's output_dir is a folder inside it. "
+        "Not '-': a batch writes files. [default: ., setting output_dir]"
+    ),
+}
+
+
 def _options() -> tuple[Opt, ...]:
     groups = BATCH_OPTS + OUTPUT_OPTS + REQUEST_OPTS + IMAGE_OPTS + GLOBAL_OPTS
-    return tuple(opt for opt in groups if opt.param not in _LEFT_OUT)
+    return tuple(
+        opt._replace(help=_OWN_HELP.get(opt.param, opt.help))
+        for opt in groups
+        if opt.param not in _LEFT_OUT
+    )
 
 
 def make_command() -> Callable[..., None]:
