@@ -8,6 +8,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -239,3 +240,33 @@ def test_curl_command_never_prints_a_secret(tmp_path: Path) -> None:
     )
     assert "sk-live" not in bearer.text()
     assert bearer.variables == ("VOLCCLI_API_KEY",)
+
+
+def test_under_the_built_in_sandbox_the_curl_command_is_said_to_be_unreachable(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = invoke(["--sandbox", "txt2img", "a fox", "--print-curl"], capsys)
+    assert run.code == 0, run.err
+    assert "curl -sS" in run.out
+    (note,) = run.err_lines
+    assert "built-in sandbox stops when volccli exits" in note
+    assert "volccli sandbox serve" in note
+
+
+def test_a_curl_command_that_could_not_be_printed_leaves_no_body_file(
+    sandbox: Sandbox, body_folder: Path
+) -> None:
+    env = {**os.environ, "VOLCCLI_API_KEY": API_KEY, "TMPDIR": str(body_folder)}
+    binary = Path(sys.executable).parent / "volccli"
+    with open("/dev/full", "w") as full:  # every write fails: no space left
+        done = subprocess.run(
+            [str(binary), "--base-url", sandbox.base_url, "txt2img", "a fox", "--print-curl"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 8, done.stderr
+    assert list(body_folder.iterdir()) == []

@@ -268,6 +268,11 @@ def show_requests(jobs: list[Job], options: dict[str, Any], session: Session, ui
     from ..tasks import split_body
 
     connection = session.connection()
+    if options["print_curl"] and session.sandbox is not None:
+        ui.note(
+            "note: the built-in sandbox stops when volccli exits, so these curl commands "
+            "cannot reach it; run `volccli sandbox serve` and point VOLCCLI_BASE_URL at it"
+        )
     for job in jobs:
         request = job.request
         body = job.body
@@ -286,8 +291,14 @@ def show_requests(jobs: list[Job], options: dict[str, Any], session: Session, ui
         if options["print_curl"]:
             label = f"{request.command} {job.index + 1}/{len(jobs)}"
             curl = curl_command(connection, url, headers, encoded, label=label)
-            if options["json"]:
-                print_json(curl.to_json())
-            else:
-                sys.stdout.write(curl.text() + "\n\n")
+            try:
+                if options["json"]:
+                    print_json(curl.to_json())
+                else:
+                    sys.stdout.write(curl.text() + "\n\n")
+                sys.stdout.flush()
+            except OSError:
+                # Nothing names the body file if its command was not printed: remove it.
+                curl.body_file.unlink(missing_ok=True)
+                raise
         sys.stdout.flush()
