@@ -75,9 +75,11 @@ def completion(
 HELP = (
     "Print the shell completion script for bash, zsh or fish.\n\n"
     "Install it, for bash: volccli completion bash > "
-    "~/.local/share/bash-completion/completions/volccli; for zsh: volccli completion zsh > "
-    "~/.zfunc/_volccli (with fpath+=~/.zfunc before compinit in ~/.zshrc); for fish: "
-    "volccli completion fish > ~/.config/fish/completions/volccli.fish."
+    "~/.local/share/bash-completion/completions/volccli (with the bash-completion package; "
+    "without it, add source <(volccli completion bash) to ~/.bashrc); for zsh: volccli "
+    "completion zsh > ~/.zfunc/_volccli (with fpath+=~/.zfunc before compinit in ~/.zshrc); "
+    "for fish: volccli completion fish > ~/.config/fish/completions/volccli.fish. Make the "
+    "folder first if it is missing (mkdir -p)."
 )
 
 
