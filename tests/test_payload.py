@@ -240,6 +240,27 @@ def test_field_values_adds_documented_defaults_only() -> None:
 # --- build_body ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("overrides", "base", "where"),
+    [
+        ({"prompt": "a\ud800b"}, {}, "prompt holds a lone UTF-16 surrogate"),
+        ({}, {"extra": ["ok", "\udfff"]}, "extra[1] holds a lone UTF-16 surrogate"),
+        ({"logo_info": {"\ud83d": 1}}, {}, "a key of logo_info holds a lone UTF-16 surrogate"),
+    ],
+)
+def test_text_that_utf8_cannot_carry_is_refused_naming_where_it_is(
+    overrides: dict[str, Any], base: dict[str, Any], where: str
+) -> None:
+    values = field_values(TXT2IMG, {"prompt": "fox"}, validate=True)
+    with pytest.raises(InputError) as info:
+        build_body(TXT2IMG, TXT2IMG.req_key, values, Inputs(), overrides=overrides, base=base)
+    assert where in info.value.message
+    # A whole pair, as JSON decodes it (--set, --body), is one character, and goes through.
+    emoji = json.loads('"\\ud83d\\ude00"')
+    paired = build_body(TXT2IMG, TXT2IMG.req_key, values, Inputs(), overrides={"prompt": emoji})
+    assert emoji.encode() in bytes(encode_body(paired).data)
+
+
 def test_txt2img_body_nests_watermark_and_applies_set_last() -> None:
     given = {
         "prompt": "fox",

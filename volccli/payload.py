@@ -225,9 +225,9 @@ def build_body(
     for key, value in (overrides or {}).items():
         set_path(body, key, value)
     # Refused here, before any folder is made, rather than when the body is encoded.
-    where = _non_finite(body, "")
-    if where:
-        raise _non_finite_error(where)
+    problem = _unsendable(body, "")
+    if problem is not None:
+        raise problem
     return body
 
 
@@ -553,29 +553,52 @@ def _compact_json(value: Any) -> str:
     try:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except ValueError:
-        raise _non_finite_error(_non_finite(value, "") or "a field") from None
+        raise _unsendable(value, "") or _not_finite("a field") from None
 
 
-def _non_finite_error(where: str) -> InputError:
+def _not_finite(where: str) -> InputError:
     return InputError(
         f"{where} is not a finite number, which JSON cannot carry", "give a finite number"
     )
 
 
-def _non_finite(value: Any, path: str) -> str:
-    """The dotted path of the first NaN or infinity in ``value`` ("" when none)."""
+def _not_text(where: str) -> InputError:
+    # JSON's \ud800 escapes decode to such halves of a UTF-16 pair (from --set, --body or a
+    # batch row); alone they are no character, and UTF-8, which the body is sent in, has none.
+    return InputError(
+        f"{where} holds a lone UTF-16 surrogate (such as \\ud800), which is not text",
+        "give the whole character, or its \\u escapes as a complete pair",
+    )
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unsendable(value: Any, path: str) -> InputError | None:
+    """What refuses the first value in ``value`` that JSON in UTF-8 cannot carry: NaN or
+    an infinity, or text (a key or a value) with a lone surrogate; None when all can go."""
     if isinstance(value, float) and not math.isfinite(value):
-        return path or "the body"
+        return _not_finite(path or "the body")
+    if isinstance(value, str):
+        return None if _is_text(value) else _not_text(path or "the body")
     items: Iterable[tuple[str, Any]] = ()
     if isinstance(value, dict):
+        for key in value:
+            if isinstance(key, str) and not _is_text(key):
+                return _not_text(f"a key of {path or 'the body'}")
         items = ((f"{path}.{key}" if path else str(key), item) for key, item in value.items())
     elif isinstance(value, list):
         items = ((f"{path}[{n}]", item) for n, item in enumerate(value))
     for where, item in items:
-        found = _non_finite(item, where)
-        if found:
+        found = _unsendable(item, where)
+        if found is not None:
             return found
-    return ""
+    return None
 
 
 def _write_base64(image: ImageInput, buffer: bytearray, pos: int) -> int:
