@@ -412,8 +412,10 @@ def test_the_last_poll_comes_at_the_wait_timeout(
     task_id = submit(box, {"req_key": TXT2IMG, "prompt": "slow", "seed": 4})
     run = volccli(
         capsys,
-        ["task", "wait", TXT2IMG, task_id, "-o", str(tmp_path)]
-        + ["--poll-interval", "0.4", "--wait-timeout", "0.6"],
+        [
+            *("task", "wait", TXT2IMG, task_id, "-o", str(tmp_path)),
+            *("--poll-interval", "0.4", "--wait-timeout", "0.6"),
+        ],
     )
     assert run.code == 7
     # Polls at 0 s, 0.4 s and 0.6 s: the wait before the last is cut short, not skipped.
@@ -427,8 +429,10 @@ def test_a_damaged_result_of_a_done_task_is_fetched_again_not_paid_again(
     out = str(tmp_path / "out")
     run = volccli(
         capsys,
-        ["txt2img", "a fox volccli-fault:bad-base64x1", "--async", "--poll-interval", "0.01"]
-        + ["-o", out],
+        [
+            *("txt2img", "a fox volccli-fault:bad-base64x1", "--async"),
+            *("--poll-interval", "0.01", "-o", out),
+        ],
     )
     assert run.code == 7
     found = re.search(rf"fetch the images again with `volccli task wait {TXT2IMG} (\d+)`", run.err)
