@@ -279,7 +279,8 @@ OUTPUT_OPTS: tuple[Opt, ...] = (
         "output_dir",
         ("--output-dir", "-o"),
         str | None,
-        "Folder for the images; '-' writes one image's bytes to stdout. [default: .]",
+        "Folder for the images; '-' writes one image's bytes to stdout. "
+        "[default: ., setting output_dir]",
         OUTPUT,
         metavar="DIR",
         setting="output_dir",
