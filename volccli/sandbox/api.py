@@ -42,6 +42,7 @@ from .faults import (
     retry_after_header,
     sleep_for,
 )
+from .jsonbody import NotJson, loads
 from .responses import (
     SUCCESS,
     GatewayError,
@@ -55,8 +56,16 @@ from .responses import (
     request_id,
     storage_error,
 )
-from .state import ResultStore, Stats, TaskStore
-from .validate import Job, RequestError, fetch_loopback, invalid, logo_of, validate
+from .state import ResultStore, Stats, Task, TaskStore
+from .validate import (
+    Job,
+    RequestError,
+    check_req_key,
+    fetch_loopback,
+    invalid,
+    logo_of,
+    validate,
+)
 from .verify import bearer_ok, check_v4
 
 # Post-generation audit rejections, which a client may answer with a new seed.
@@ -77,6 +86,8 @@ RESULTS_PATH: Final = "/__sandbox/results/"
 BAD_BASE64: Final = "not*base64!"
 MALFORMED_BODY: Final = b'{"code":10000,"data":{"binary_data_base64":["iVBORw0KGgo'
 _SHORTEN_OVER: Final = 256
+NOT_JSON: Final = object()  # Call.body of a body the service's decoder would refuse
+_UNREAD: Final = object()
 
 
 @dataclass
@@ -132,6 +143,7 @@ class Call:
     action: str
     version: str
     body_sha256: str
+    body: Any = NOT_JSON  # the parsed body (read once, by jsonbody.loads), or NOT_JSON
 
 
 class Engine:
@@ -172,14 +184,18 @@ class Engine:
     def handle(self, req: Incoming) -> Handled:
         params = dict(parse_qsl(req.query, keep_blank_values=True))
         call = Call(req, request_id(), time.monotonic(), params.get("Action", ""),
-                    params.get("Version", ""), hashlib.sha256(req.body).hexdigest())
+                    params.get("Version", ""), hashlib.sha256(req.body).hexdigest(),
+                    parse_body(req.body))
         try:
             handled = self._handle(call)
         except Exception:  # a sandbox bug must still answer, like the real 50500 would
             traceback.print_exc(file=sys.stderr)
             handled = Handled(self._envelope(call, Answer(INTERNAL_ERROR)), call.action,
                               str(INTERNAL_ERROR))
-        self._record(call, handled)
+        try:
+            self._record(call, handled)
+        except Exception:  # a bookkeeping bug must not cost the client its answer
+            traceback.print_exc(file=sys.stderr)
         return handled
 
     def too_large(self, req: Incoming) -> Handled:
@@ -196,7 +212,7 @@ class Engine:
         return handled
 
     def _handle(self, call: Call) -> Handled:
-        config, req = self.config, call.req
+        config = self.config
         refused = self._authenticate(call)
         if refused is not None:
             return Handled(refused, call.action, "auth_failed")
@@ -221,10 +237,7 @@ class Engine:
         if early is not None:
             return early
         faults = _faults(markers)
-        try:
-            body = json.loads(req.body)
-        except (ValueError, UnicodeDecodeError):
-            body = None
+        body = call.body
         if not isinstance(body, dict):
             return self._answered(call, Answer(INVALID_INPUT), {}, faults)
         try:
@@ -277,15 +290,9 @@ class Engine:
         The same body, except for post-generation audit codes: a client answers those
         by resending with a new seed, so there the seed does not count.
         """
-        if marker.code not in POST_AUDIT_CODES:
+        if marker.code not in POST_AUDIT_CODES or not isinstance(call.body, dict):
             return call.body_sha256
-        try:
-            body = json.loads(call.req.body)
-        except ValueError:
-            return call.body_sha256
-        if not isinstance(body, dict):
-            return call.body_sha256
-        body.pop("seed", None)
+        body = {key: value for key, value in call.body.items() if key != "seed"}
         canonical = json.dumps(body, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -331,12 +338,12 @@ class Engine:
                       billable=faults.code is None)
 
     def _get_result(self, call: Call, body: dict[str, Any], faults: Faults) -> Answer:
-        req_key, task_id = _task_ref(body)
+        req_key, task_id = self._task_ref(body)
         options = _req_json(body.get("req_json"))
         task = self.tasks.get(task_id)
-        if task is None or task.req_key != req_key or task.cancelled:
+        if task is None or task.req_key != req_key:
             return _status("not_found")
-        if time.monotonic() - task.created > self.config.task_ttl:
+        if self._expired(task):
             return _status("expired")
         polled = self.tasks.poll(task_id)
         polls = polled[1] if polled else 1
@@ -353,16 +360,33 @@ class Engine:
         return Answer(SUCCESS, data, note="done")
 
     def _cancel(self, body: dict[str, Any]) -> Answer:
-        req_key, task_id = _task_ref(body)
+        req_key, task_id = self._task_ref(body)
+        task = self.tasks.get(task_id)
+        if task is not None and task.req_key == req_key and self._expired(task):
+            return _status("expired")  # as a poll of it would say
         # A task is queued until a poll has reported it generating.
         queued_polls = 2 if self.config.async_polls >= 1 else 1
-        task = self.tasks.cancel(task_id, queued_polls)
-        if task is None or task.req_key != req_key:
+        outcome = self.tasks.cancel(task_id, req_key, queued_polls)
+        if outcome == "not_found":
             return _status("not_found")
-        if not task.cancelled:
+        if outcome == "started":
             raise invalid("task_id", "only a queued task can be cancelled; this one has "
                                      "started")
         return Answer(SUCCESS, {"task_id": task_id, "status": "cancelled"}, note="cancelled")
+
+    def _task_ref(self, body: dict[str, Any]) -> tuple[str, str]:
+        """The (req_key, task_id) a get-result or cancel names; an unknown req_key is
+        refused with 50400 before any task is looked at, as CVProcess refuses it."""
+        req_key = check_req_key(body.get("req_key"), self.config.extra_req_keys)
+        task_id = body.get("task_id")
+        if isinstance(task_id, int) and not isinstance(task_id, bool):
+            task_id = str(task_id)
+        if not isinstance(task_id, str) or not task_id:
+            raise invalid("task_id", "is required")
+        return req_key, task_id
+
+    def _expired(self, task: Task) -> bool:
+        return time.monotonic() - task.created > self.config.task_ttl
 
     # --- results ----------------------------------------------------------------------
 
@@ -459,7 +483,7 @@ class Engine:
 
     def _record(self, call: Call, handled: Handled) -> None:
         req = call.req
-        body = shorten_body(req.body)
+        body = shorten_body(req.body, call.body)
         req_key = handled.req_key or (body.get("req_key") if isinstance(body, dict) else "")
         entry = {
             "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
@@ -503,18 +527,6 @@ def _status(status: str) -> Answer:
                   note=status)
 
 
-def _task_ref(body: dict[str, Any]) -> tuple[str, str]:
-    req_key = body.get("req_key")
-    if not isinstance(req_key, str) or not req_key:
-        raise invalid("req_key", "is required")
-    task_id = body.get("task_id")
-    if isinstance(task_id, int) and not isinstance(task_id, bool):
-        task_id = str(task_id)
-    if not isinstance(task_id, str) or not task_id:
-        raise invalid("task_id", "is required")
-    return req_key, task_id
-
-
 def _req_json(value: object) -> dict[str, Any]:
     """``req_json`` is a *serialized* JSON object (a string), per the reference."""
     if value is None or value == "":
@@ -522,8 +534,8 @@ def _req_json(value: object) -> dict[str, Any]:
     if not isinstance(value, str):
         raise invalid("req_json", "must be a string holding a JSON object")
     try:
-        parsed = json.loads(value)
-    except ValueError:
+        parsed = loads(value)
+    except NotJson:
         raise invalid("req_json", "is not valid JSON") from None
     if not isinstance(parsed, dict):
         raise invalid("req_json", "must hold a JSON object")
@@ -543,7 +555,9 @@ def _extras(job: Job, rid: str) -> dict[str, Any]:
     if job.req_key in (kinds.TXT2IMG.req_key, kinds.CONTROLNET.req_key) and job.rephraser:
         words = [_FLOURISHES[byte % len(_FLOURISHES)] for byte in key[:3]]
         out["rephraser_result"] = ", ".join([job.prompt, *dict.fromkeys(words)])
-    if job.req_key == kinds.TXT2IMG.req_key and job.predict_tags:
+    # Both kinds' answers carry the tags (reference C.4, C.5); controlnet has no switch
+    # for them, so only an explicit use_predict_tags=false leaves them out.
+    if job.req_key in (kinds.TXT2IMG.req_key, kinds.CONTROLNET.req_key) and job.predict_tags:
         tags = [{"tag": _FLOURISHES[byte % len(_FLOURISHES)], "prob": round(byte / 255, 3)}
                 for byte in key[3:5]]
         out["predict_tags_result"] = json.dumps(tags, ensure_ascii=False)
@@ -559,11 +573,19 @@ def _extras(job: Job, rid: str) -> dict[str, Any]:
     return out
 
 
-def shorten_body(raw: bytes) -> Any:
-    """The body for stats: JSON with every base64 image replaced by a short summary."""
+def parse_body(raw: bytes) -> Any:
+    """The body's JSON value, or NOT_JSON."""
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        return loads(raw)
+    except NotJson:
+        return NOT_JSON
+
+
+def shorten_body(raw: bytes, parsed: Any = _UNREAD) -> Any:
+    """The body for stats: JSON with every base64 image replaced by a short summary;
+    ``parsed`` is ``parse_body(raw)`` when the caller has it."""
+    value = parse_body(raw) if parsed is _UNREAD else parsed
+    if value is NOT_JSON:
         text = raw[:2000].decode("utf-8", "replace")
         return text + (f"... ({len(raw)} bytes)" if len(raw) > 2000 else "")
     return _shorten(value, in_images=False)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .faults import message
+from .jsonbody import clean_text
 
 SUCCESS: Final = 10000
 REGION: Final = "cn-north-1"
@@ -35,7 +36,13 @@ class Reply:
 
 def to_json(value: Any) -> bytes:
     # The service writes UTF-8 as is (time_elapsed may hold a raw "µ").
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # Request text is cleaned when it is read (jsonbody), but an answer or the stats
+        # must never be lost to a lone surrogate that got in some other way.
+        return clean_text(text).encode()
 
 
 def json_reply(status: int, value: Any, headers: list[tuple[str, str]] | None = None) -> Reply:

@@ -7,16 +7,19 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import re
 import socket
 import socketserver
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 
 from .api import RESULTS_PATH, Engine, Incoming
 from .config import KNOBS, SandboxConfig, apply_changes, copy_config, is_loopback_host
+from .jsonbody import NotJson, loads
 from .responses import Reply, json_reply, relay_reply, to_json
 
 GATEWAY_PATH: Final = "/volcv/v1"
@@ -26,6 +29,7 @@ _TRICKLE_TICK: Final = 0.05  # seconds between trickled writes
 # whatever a Content-Length claims.
 BODY_CEILING: Final = 1024 * 1024 * 1024
 _READ_PIECE: Final = 1024 * 1024
+_HEX: Final = re.compile(rb"[0-9A-Fa-f]+")
 
 
 class _Server(ThreadingHTTPServer):
@@ -153,13 +157,13 @@ class _Handler(BaseHTTPRequestHandler):
             return json_reply(200, {"ok": True})
         if path == CONTROL_PREFIX + "config":
             try:
-                changes = json.loads(body or b"{}")
-            except ValueError:
+                changes = loads(body or b"{}")
+            except NotJson:
                 changes = None
             if not isinstance(changes, dict):
                 return json_reply(400, {"error": "the body must be a JSON object of settings"})
             try:
-                return json_reply(200, sandbox.configure(**changes))
+                return json_reply(200, sandbox.apply_settings(changes))
             except ValueError as exc:
                 return json_reply(400, {"error": str(exc)})
         return _not_found("POST", path)
@@ -210,12 +214,14 @@ class _Handler(BaseHTTPRequestHandler):
         parts: list[bytes] = []
         while True:
             line = self.rfile.readline(1024)
-            try:
-                size = int(line.split(b";", 1)[0].strip() or b"x", 16)
-            except ValueError:
+            digits = line.split(b";", 1)[0].strip()
+            # Hex digits only: int() would also take "-1" (and then read to EOF), "+5"
+            # and "0x5".
+            if not _HEX.fullmatch(digits):
                 self.close_connection = True
                 self._deliver(relay_reply(400, "bad chunked encoding", "bad_request"))
                 return None
+            size = int(digits, 16)
             if size == 0:
                 while self.rfile.readline(1024).strip():
                     pass  # trailers
@@ -366,6 +372,11 @@ class Sandbox:
 
     def configure(self, **changes: object) -> dict[str, object]:
         """Change knobs at run time (as ``POST /__sandbox/config``); returns them all."""
+        return self.apply_settings(changes)
+
+    def apply_settings(self, changes: Mapping[str, object]) -> dict[str, object]:
+        """``configure`` with the changes as a mapping: any key (``"self"`` included)
+        is checked as a setting name."""
         applied = apply_changes(self._config, changes)
         if "fault_seed" in applied:
             self.engine.dice.reseed(self._config.fault_seed)

@@ -10,7 +10,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from .validate import Job
 
@@ -27,7 +27,6 @@ class Task:
     polls: int = 0
     error_code: int | None = None  # a marker's code, given as the final result
     result_fault: str = ""  # bad-base64 / not-image / expired-url, applied at "done"
-    cancelled: bool = False
 
     @property
     def req_key(self) -> str:
@@ -65,14 +64,23 @@ class TaskStore:
             task.polls += 1
             return task, task.polls
 
-    def cancel(self, task_id: str, queued_polls: int) -> Task | None:
-        """Cancel ``task_id`` if it is still queued: polled fewer than ``queued_polls``
-        times. Returns the task either way (check ``cancelled``)."""
+    def cancel(
+        self, task_id: str, req_key: str, queued_polls: int
+    ) -> Literal["cancelled", "started", "not_found"]:
+        """Cancel ``task_id`` if it is still queued (polled fewer than ``queued_polls``
+        times): "cancelled", "started" (too late) or "not_found".
+
+        A cancelled task is forgotten: the reference's get-result statuses have no
+        "cancelled", so a poll of it, like a second cancel, finds nothing.
+        """
         with self._lock:
             task = self._tasks.get(task_id)
-            if task is not None and not task.cancelled and task.polls < queued_polls:
-                task.cancelled = True
-            return task
+            if task is None or task.req_key != req_key:
+                return "not_found"
+            if task.polls >= queued_polls:
+                return "started"
+            del self._tasks[task_id]
+            return "cancelled"
 
     def __len__(self) -> int:
         with self._lock:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import http.client
 import io
+import math
 import random
 import re
 import struct
@@ -44,6 +46,13 @@ PROMPT_KEYS: Final = ("prompt", "positive_prompt", "custom_prompt")
 PRODUCT_URL_FIELDS: Final = (
     "product_image_input", "ref_image_input", "mask_image_input", "light_image_input",
 )
+# Body fields the request-kind table leaves out but the service reads, per req_key, with
+# the table field whose checks they share: outpainting's prompt goes by either name.
+ALIASES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
+    kinds.OUTPAINT.req_key: (("custom_prompt", "prompt"),),
+}
+# Control characters in a URL: Go's net/url refuses them, and so does http.client.
+_CONTROL_CHARS: Final = re.compile(r"[\x00-\x1f\x7f]")
 _rng = random.SystemRandom()
 
 # Fetches a loopback image URL; None means "a host the sandbox must not contact".
@@ -96,13 +105,10 @@ def validate(req_key: object, body: dict[str, Any], *, fetch: Fetcher,
     With ``lenient_ranges``, ranges the table marks ``confirmed=False`` are not enforced,
     for trying values the real service may accept beyond what a wrapper documents.
     """
-    if not isinstance(req_key, str) or not req_key:
-        raise invalid("req_key", "is required")
+    req_key = check_req_key(req_key, extra_req_keys)
     kind = kinds.BY_REQ_KEY.get(req_key)
     if kind is None:
-        if req_key in GENERIC_REQ_KEYS or req_key in extra_req_keys:
-            return _generic(req_key, body, fetch)
-        raise RequestError(ACCESS_DENIED, message(ACCESS_DENIED))
+        return _generic(req_key, body, fetch)
     _check_fields(kind, body, lenient_ranges)
     arrays = _ImageArrays(body, fetch)
     if kind is kinds.CONTROLNET:
@@ -111,6 +117,16 @@ def validate(req_key: object, body: dict[str, Any], *, fetch: Fetcher,
         size = SIZERS[req_key](body, arrays)
     size = _cap(size, MAX_OUTPUT_SIDE, MAX_OUTPUT_SIDE)
     return _job(req_key, body, size)
+
+
+def check_req_key(req_key: object, extra_req_keys: Sequence[str] = ()) -> str:
+    """``req_key`` if the sandbox serves it; else 50215 (missing) or 50400, the answer the
+    service gives every action for a req_key the account cannot use."""
+    if not isinstance(req_key, str) or not req_key:
+        raise invalid("req_key", "is required")
+    if req_key in kinds.BY_REQ_KEY or req_key in GENERIC_REQ_KEYS or req_key in extra_req_keys:
+        return req_key
+    raise RequestError(ACCESS_DENIED, message(ACCESS_DENIED))
 
 
 def _job(req_key: str, body: dict[str, Any], size: tuple[int, int]) -> Job:
@@ -152,9 +168,20 @@ def logo_of(value: object) -> Logo | None:
     return Logo(
         position=position if isinstance(position, int) and not isinstance(position, bool) else 0,
         language=language if isinstance(language, int) and not isinstance(language, bool) else 0,
-        opacity=float(opacity) if _is_number(opacity) else 1.0,
+        opacity=_finite(opacity, 1.0),
         text=text if isinstance(text, str) else "",
     )
+
+
+def _finite(value: object, default: float) -> float:
+    """A JSON number as a finite float; ``default`` for anything else."""
+    if not _is_number(value):
+        return default
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        return default
+    return number if math.isfinite(number) else default
 
 
 # --- field checks from the kinds table ------------------------------------------------
@@ -169,6 +196,10 @@ def _check_fields(kind: kinds.Kind, body: dict[str, Any], lenient_ranges: bool) 
         _check_value(spec, value, lenient_ranges)
         if spec.required and isinstance(value, str) and not value.strip():
             raise invalid(spec.name, "is required and must not be empty")
+    for alias, name in ALIASES.get(kind.req_key, ()):
+        value = body.get(alias)
+        if value is not None:
+            _check_value(kind.field(name)._replace(name=alias), value, lenient_ranges)
 
 
 def _lookup(body: dict[str, Any], dotted: str) -> tuple[bool, object]:
@@ -242,14 +273,13 @@ def _json_type(value: object) -> str:
 def image_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) of a PNG or JPEG; None for anything else or corrupt data."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.format not in IMAGE_FORMATS:
-                return None
+        # Only the two formats are tried: no other decoder sees the bytes.
+        with Image.open(io.BytesIO(data), formats=sorted(IMAGE_FORMATS)) as image:
             size = image.size
             image.verify()
         return size
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error,
-            Image.DecompressionBombError):
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError,
+            KeyError, ZeroDivisionError, Image.DecompressionBombError):
         # Pillow reports corrupt data with any of these, depending on the format.
         return None
 
@@ -268,13 +298,30 @@ def decode_base64_image(where: str, value: object) -> InputImage:
     return InputImage(where, *size)
 
 
-def url_image(where: str, value: object, fetch: Fetcher) -> InputImage:
-    if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https") \
-            or not urlsplit(value).hostname:
-        raise invalid(where, "must be an http(s) URL")
+def http_url(where: str, value: object) -> str:
+    """``value`` if it is an http(s) URL with a host (and a valid port, if any)."""
+    if not isinstance(value, str):
+        raise invalid(where, f"must be an http(s) URL, not {_json_type(value)}")
+    if _CONTROL_CHARS.search(value):
+        raise invalid(where, "is not a valid URL: it contains a control character")
     try:
-        data = fetch(value)
-    except (OSError, ValueError) as exc:
+        parts = urlsplit(value)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises for a port that is not a number in 0-65535
+    except ValueError as exc:
+        raise invalid(where, f"is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise invalid(where, "must be an http(s) URL")
+    return value
+
+
+def url_image(where: str, value: object, fetch: Fetcher) -> InputImage:
+    url = http_url(where, value)
+    try:
+        data = fetch(url)
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        # A loopback server that answers garbage is a failed download, as is a path
+        # http.client will not send.
         raise invalid(where, f"could not download the image ({_reason(exc)})") from None
     if data is None:
         return InputImage(where, *REMOTE_IMAGE_SIZE)
