@@ -69,8 +69,9 @@ from .validate import (
 from .verify import bearer_ok, check_v4
 
 # Post-generation audit rejections, which a client may answer with a new seed.
-POST_AUDIT_CODES: Final = frozenset(code for code, info in BUSINESS.items()
-                                    if info.retry == "filtered")
+POST_AUDIT_CODES: Final = frozenset(
+    code for code, info in BUSINESS.items() if info.retry == "filtered"
+)
 
 # Action -> the one Version it answers to.
 ACTIONS: Final[dict[str, str]] = {
@@ -183,15 +184,22 @@ class Engine:
 
     def handle(self, req: Incoming) -> Handled:
         params = dict(parse_qsl(req.query, keep_blank_values=True))
-        call = Call(req, request_id(), time.monotonic(), params.get("Action", ""),
-                    params.get("Version", ""), hashlib.sha256(req.body).hexdigest(),
-                    parse_body(req.body))
+        call = Call(
+            req,
+            request_id(),
+            time.monotonic(),
+            params.get("Action", ""),
+            params.get("Version", ""),
+            hashlib.sha256(req.body).hexdigest(),
+            parse_body(req.body),
+        )
         try:
             handled = self._handle(call)
         except Exception:  # a sandbox bug must still answer, like the real 50500 would
             traceback.print_exc(file=sys.stderr)
-            handled = Handled(self._envelope(call, Answer(INTERNAL_ERROR)), call.action,
-                              str(INTERNAL_ERROR))
+            handled = Handled(
+                self._envelope(call, Answer(INTERNAL_ERROR)), call.action, str(INTERNAL_ERROR)
+            )
         try:
             self._record(call, handled)
         except Exception:  # a bookkeeping bug must not cost the client its answer
@@ -201,8 +209,14 @@ class Engine:
     def too_large(self, req: Incoming) -> Handled:
         """A body over ``max_body``: what a relay or nginx in front would answer."""
         params = dict(parse_qsl(req.query, keep_blank_values=True))
-        call = Call(req, request_id(), time.monotonic(), params.get("Action", ""),
-                    params.get("Version", ""), "")
+        call = Call(
+            req,
+            request_id(),
+            time.monotonic(),
+            params.get("Action", ""),
+            params.get("Version", ""),
+            "",
+        )
         if req.style == "gateway":
             reply = relay_reply(413, "request body too large", "request_body_too_large")
         else:
@@ -220,9 +234,10 @@ class Engine:
             error = GatewayError("MissingParameter", "Action and Version are required.")
             return Handled(self._gateway(call, error), call.action, "invalid_action")
         if ACTIONS.get(call.action) != call.version:
-            error = GatewayError("InvalidActionOrVersion",
-                                 f"Could not find operation {call.action} for version "
-                                 f"{call.version}.")
+            error = GatewayError(
+                "InvalidActionOrVersion",
+                f"Could not find operation {call.action} for version {call.version}.",
+            )
             return Handled(self._gateway(call, error), call.action, "invalid_action")
         limited = self._limit(call)
         if limited is not None:
@@ -252,8 +267,15 @@ class Engine:
             if bearer_ok(req.headers.get("Authorization"), self.config.api_key):
                 return None
             return relay_invalid_token()
-        error = check_v4(method=req.method, path=req.path, query=req.query, headers=req.headers,
-                         body=req.body, config=self.config, now=datetime.now(timezone.utc))
+        error = check_v4(
+            method=req.method,
+            path=req.path,
+            query=req.query,
+            headers=req.headers,
+            body=req.body,
+            config=self.config,
+            now=datetime.now(timezone.utc),
+        )
         return None if error is None else self._gateway(call, error)
 
     def _limit(self, call: Call) -> Handled | None:
@@ -270,8 +292,12 @@ class Engine:
             return None
         headers = [("Retry-After", retry_after_header(wait))]
         if call.req.style == "gateway" and config.relay_429:
-            reply = relay_reply(429, "rate limit exceeded, please try again later",
-                                "rate_limit_exceeded", headers=headers)
+            reply = relay_reply(
+                429,
+                "rate limit exceeded, please try again later",
+                "rate_limit_exceeded",
+                headers=headers,
+            )
             return Handled(reply, call.action, "relay_429")
         answer = Answer(code, headers=headers)
         return Handled(self._envelope(call, answer), call.action, str(code))
@@ -280,8 +306,11 @@ class Engine:
         if b"volccli-fault:" not in call.req.body:
             return []
         text = call.req.body.decode("utf-8", "replace")
-        return [marker for marker in find_markers(text)
-                if self.markers.fires(self._marker_key(call, marker), marker)]
+        return [
+            marker
+            for marker in find_markers(text)
+            if self.markers.fires(self._marker_key(call, marker), marker)
+        ]
 
     @staticmethod
     def _marker_key(call: Call, marker: Marker) -> str:
@@ -316,13 +345,18 @@ class Engine:
         if action == kinds.CANCEL_ACTION:
             return self._cancel(body)
         job = self._validate(body)
-        return Answer(SUCCESS, self._result_data(call, job, job.return_url, job.logo,
-                                                 faults.result))
+        return Answer(
+            SUCCESS, self._result_data(call, job, job.return_url, job.logo, faults.result)
+        )
 
     def _validate(self, body: dict[str, Any]) -> Job:
-        return validate(body.get("req_key"), body, fetch=self._fetch,
-                        extra_req_keys=self.config.extra_req_keys,
-                        lenient_ranges=self.config.lenient_ranges)
+        return validate(
+            body.get("req_key"),
+            body,
+            fetch=self._fetch,
+            extra_req_keys=self.config.extra_req_keys,
+            lenient_ranges=self.config.lenient_ranges,
+        )
 
     # --- async ------------------------------------------------------------------------
 
@@ -334,8 +368,9 @@ class Engine:
         job = self._validate(body)
         task = self.tasks.add(job, body, faults.code, faults.result)
         # A task bound to fail (an audit rejection, say) is not charged.
-        return Answer(SUCCESS, {"task_id": task.task_id}, note=task.task_id,
-                      billable=faults.code is None)
+        return Answer(
+            SUCCESS, {"task_id": task.task_id}, note=task.task_id, billable=faults.code is None
+        )
 
     def _get_result(self, call: Call, body: dict[str, Any], faults: Faults) -> Answer:
         req_key, task_id = self._task_ref(body)
@@ -354,8 +389,9 @@ class Engine:
             return Answer(task.error_code, {"status": "done"}, note="done")
         return_url = options.get("return_url", task.job.return_url) is True
         logo = logo_of(options["logo_info"]) if "logo_info" in options else task.job.logo
-        data = self._result_data(call, task.job, return_url, logo,
-                                 task.result_fault or faults.result)
+        data = self._result_data(
+            call, task.job, return_url, logo, task.result_fault or faults.result
+        )
         data["status"] = "done"
         return Answer(SUCCESS, data, note="done")
 
@@ -370,8 +406,7 @@ class Engine:
         if outcome == "not_found":
             return _status("not_found")
         if outcome == "started":
-            raise invalid("task_id", "only a queued task can be cancelled; this one has "
-                                     "started")
+            raise invalid("task_id", "only a queued task can be cancelled; this one has started")
         return Answer(SUCCESS, {"task_id": task_id, "status": "cancelled"}, note="cancelled")
 
     def _task_ref(self, body: dict[str, Any]) -> tuple[str, str]:
@@ -390,10 +425,10 @@ class Engine:
 
     # --- results ----------------------------------------------------------------------
 
-    def _result_data(self, call: Call, job: Job, return_url: bool, logo: synth.Logo | None,
-                     fault: str) -> dict[str, Any]:
-        picture = synth.Picture(job.req_key, job.prompt, job.seed, 0, job.width, job.height,
-                                logo)
+    def _result_data(
+        self, call: Call, job: Job, return_url: bool, logo: synth.Logo | None, fault: str
+    ) -> dict[str, Any]:
+        picture = synth.Picture(job.req_key, job.prompt, job.seed, 0, job.width, job.height, logo)
         png = synth.png_bytes(picture, self.config.result_padding)
         if fault == "not-image":
             png = synth.NOT_AN_IMAGE
@@ -421,16 +456,19 @@ class Engine:
     def _publish(self, call: Call, png: bytes, ttl: float) -> str:
         token, expires = self.results.put(png, ttl)
         # A query string like a pre-signed link's, so clients must not name files by it.
-        return (f"http://{call.req.host}{RESULTS_PATH}{token}.png"
-                f"?X-Expires={int(expires)}&X-Signature=sandbox")
+        return (
+            f"http://{call.req.host}{RESULTS_PATH}{token}.png"
+            f"?X-Expires={int(expires)}&X-Signature=sandbox"
+        )
 
     def download(self, path: str, headers: Mapping[str, str]) -> Reply:
         """``GET /__sandbox/results/<token>.png``: the file, or the bucket's refusal."""
-        token = path[len(RESULTS_PATH):].removesuffix(".png")
+        token = path[len(RESULTS_PATH) :].removesuffix(".png")
         credentials = any(headers.get(name) for name in CREDENTIAL_HEADERS)
         served = self.results.get(token)
-        self.stats.download(served=bool(served and served.data is not None),
-                            with_credentials=credentials)
+        self.stats.download(
+            served=bool(served and served.data is not None), with_credentials=credentials
+        )
         if served is None:
             return storage_error(404, "NoSuchKey", "The specified key does not exist.")
         if served.data is None:
@@ -442,7 +480,7 @@ class Engine:
         download counted), other loopback URLs are fetched, others never contacted."""
         parts = urlsplit(url)
         if is_loopback_host(parts.hostname or "") and parts.path.startswith(RESULTS_PATH):
-            token = parts.path[len(RESULTS_PATH):].removesuffix(".png")
+            token = parts.path[len(RESULTS_PATH) :].removesuffix(".png")
             served = self.results.get(token)
             if served is not None and served.data is not None:
                 return served.data
@@ -452,15 +490,17 @@ class Engine:
 
     def _envelope(self, call: Call, answer: Answer) -> Reply:
         status = 200 if answer.code == SUCCESS else http_status(answer.code)
-        body = envelope(answer.code, answer.data, rid=call.rid, started=call.started,
-                        text=answer.text)
+        body = envelope(
+            answer.code, answer.data, rid=call.rid, started=call.started, text=answer.text
+        )
         return json_reply(status, body, answer.headers)
 
     def _gateway(self, call: Call, error: GatewayError) -> Reply:
         return gateway_reply(error, rid=call.rid, action=call.action, version=call.version)
 
-    def _answered(self, call: Call, answer: Answer, body: dict[str, Any],
-                  faults: Faults) -> Handled:
+    def _answered(
+        self, call: Call, answer: Answer, body: dict[str, Any], faults: Faults
+    ) -> Handled:
         """The envelope, then what markers and the dice do to its delivery."""
         reply = self._envelope(call, answer)
         billed = call.action in BILLED_ACTIONS and answer.code == SUCCESS and answer.billable
@@ -502,12 +542,18 @@ class Engine:
             "note": handled.note,
             "duration_ms": round((time.monotonic() - call.started) * 1000, 3),
         }
-        self.stats.record(handled.action or "(none)", handled.outcome,
-                          billed_body=call.body_sha256 if handled.billed else None,
-                          entry=entry, recent_limit=self.config.recent_limit)
+        self.stats.record(
+            handled.action or "(none)",
+            handled.outcome,
+            billed_body=call.body_sha256 if handled.billed else None,
+            entry=entry,
+            recent_limit=self.config.recent_limit,
+        )
         if self.config.log_requests:
-            sys.stderr.write(f"{req.method} {req.path}?{req.query} -> {handled.reply.status} "
-                             f"{handled.outcome} ({entry['duration_ms']} ms)\n")
+            sys.stderr.write(
+                f"{req.method} {req.path}?{req.query} -> {handled.reply.status} "
+                f"{handled.outcome} ({entry['duration_ms']} ms)\n"
+            )
 
 
 def _faults(markers: list[Marker]) -> Faults:
@@ -523,8 +569,9 @@ def _error(code: int) -> Answer:
 
 
 def _status(status: str) -> Answer:
-    return Answer(SUCCESS, {"status": status, "binary_data_base64": None, "image_urls": None},
-                  note=status)
+    return Answer(
+        SUCCESS, {"status": status, "binary_data_base64": None, "image_urls": None}, note=status
+    )
 
 
 def _req_json(value: object) -> dict[str, Any]:
@@ -543,8 +590,15 @@ def _req_json(value: object) -> dict[str, Any]:
 
 
 _FLOURISHES: Final = (
-    "highly detailed", "soft natural light", "cinematic composition", "rich colours",
-    "sharp focus", "8k", "gentle depth of field", "warm tones", "studio quality",
+    "highly detailed",
+    "soft natural light",
+    "cinematic composition",
+    "rich colours",
+    "sharp focus",
+    "8k",
+    "gentle depth of field",
+    "warm tones",
+    "studio quality",
 )
 
 
@@ -558,8 +612,10 @@ def _extras(job: Job, rid: str) -> dict[str, Any]:
     # Both kinds' answers carry the tags (reference C.4, C.5); controlnet has no switch
     # for them, so only an explicit use_predict_tags=false leaves them out.
     if job.req_key in (kinds.TXT2IMG.req_key, kinds.CONTROLNET.req_key) and job.predict_tags:
-        tags = [{"tag": _FLOURISHES[byte % len(_FLOURISHES)], "prob": round(byte / 255, 3)}
-                for byte in key[3:5]]
+        tags = [
+            {"tag": _FLOURISHES[byte % len(_FLOURISHES)], "prob": round(byte / 255, 3)}
+            for byte in key[3:5]
+        ]
         out["predict_tags_result"] = json.dumps(tags, ensure_ascii=False)
     if job.req_key == kinds.EDIT.req_key:
         out["vlm_result"] = ""
@@ -593,14 +649,19 @@ def shorten_body(raw: bytes, parsed: Any = _UNREAD) -> Any:
 
 def _shorten(value: Any, *, in_images: bool) -> Any:
     if isinstance(value, dict):
-        return {key: _shorten(item, in_images=key == "binary_data_base64")
-                for key, item in value.items()}
+        return {
+            key: _shorten(item, in_images=key == "binary_data_base64")
+            for key, item in value.items()
+        }
     if isinstance(value, list):
         return [_shorten(item, in_images=in_images) for item in value]
     if isinstance(value, str) and (in_images or len(value) > _SHORTEN_OVER):
         digest = hashlib.sha256(value.encode()).hexdigest()[:16]
-        return f"<base64 {len(value)} bytes sha256={digest}>" if in_images or _b64ish(value) \
+        return (
+            f"<base64 {len(value)} bytes sha256={digest}>"
+            if in_images or _b64ish(value)
             else value[:_SHORTEN_OVER] + f"... ({len(value)} chars)"
+        )
     return value
 
 
@@ -611,4 +672,3 @@ def _b64ish(text: str) -> bool:
 def masked_headers(headers: Mapping[str, str]) -> dict[str, str]:
     items = headers.items() if hasattr(headers, "items") else []
     return {name: ("***" if name.lower() in SECRET_HEADERS else value) for name, value in items}
-

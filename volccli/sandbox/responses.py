@@ -138,8 +138,14 @@ def gateway_reply(error: GatewayError, *, rid: str, action: str, version: str) -
     return json_reply(error.status, body)
 
 
-def relay_reply(status: int, text: str, code: str, *, kind: str = "new_api_error",
-                headers: list[tuple[str, str]] | None = None) -> Reply:
+def relay_reply(
+    status: int,
+    text: str,
+    code: str,
+    *,
+    kind: str = "new_api_error",
+    headers: list[tuple[str, str]] | None = None,
+) -> Reply:
     """A new-api / one-api style relay's own error JSON."""
     return json_reply(status, {"error": {"message": text, "type": kind, "code": code}}, headers)
 

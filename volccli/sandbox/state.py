@@ -38,14 +38,21 @@ class TaskStore:
         self._lock = threading.Lock()
         self._tasks: OrderedDict[str, Task] = OrderedDict()
 
-    def add(self, job: Job, body: dict[str, Any], error_code: int | None,
-            result_fault: str) -> Task:
+    def add(
+        self, job: Job, body: dict[str, Any], error_code: int | None, result_fault: str
+    ) -> Task:
         with self._lock:
             task_id = _task_id()
             while task_id in self._tasks:
                 task_id = _task_id()
-            task = Task(task_id, job, body, time.monotonic(), error_code=error_code,
-                        result_fault=result_fault)
+            task = Task(
+                task_id,
+                job,
+                body,
+                time.monotonic(),
+                error_code=error_code,
+                result_fault=result_fault,
+            )
             self._tasks[task_id] = task
             while len(self._tasks) > MAX_TASKS:
                 self._tasks.popitem(last=False)
@@ -145,8 +152,15 @@ class Stats:
     recent: deque[dict[str, Any]] = field(default_factory=deque)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def record(self, action: str, outcome: str, *, billed_body: str | None,
-               entry: dict[str, Any], recent_limit: int) -> None:
+    def record(
+        self,
+        action: str,
+        outcome: str,
+        *,
+        billed_body: str | None,
+        entry: dict[str, Any],
+        recent_limit: int,
+    ) -> None:
         with self.lock:
             by_outcome = self.requests.setdefault(action, {})
             by_outcome[outcome] = by_outcome.get(outcome, 0) + 1

@@ -44,7 +44,10 @@ URI_REF: Final = re.compile(r"uri://binary_data\?index=(\d+)")
 SIDES: Final = ("top", "bottom", "left", "right")
 PROMPT_KEYS: Final = ("prompt", "positive_prompt", "custom_prompt")
 PRODUCT_URL_FIELDS: Final = (
-    "product_image_input", "ref_image_input", "mask_image_input", "light_image_input",
+    "product_image_input",
+    "ref_image_input",
+    "mask_image_input",
+    "light_image_input",
 )
 # Body fields the request-kind table leaves out but the service reads, per req_key, with
 # the table field whose checks they share: outpainting's prompt goes by either name.
@@ -98,8 +101,14 @@ class Job:
     predict_tags: bool = False
 
 
-def validate(req_key: object, body: dict[str, Any], *, fetch: Fetcher,
-             extra_req_keys: Sequence[str] = (), lenient_ranges: bool = False) -> Job:
+def validate(
+    req_key: object,
+    body: dict[str, Any],
+    *,
+    fetch: Fetcher,
+    extra_req_keys: Sequence[str] = (),
+    lenient_ranges: bool = False,
+) -> Job:
     """Check ``body`` for ``req_key``; raise RequestError, or return the Job.
 
     With ``lenient_ranges``, ranges the table marks ``confirmed=False`` are not enforced,
@@ -186,6 +195,7 @@ def _finite(value: object, default: float) -> float:
 
 # --- field checks from the kinds table ------------------------------------------------
 
+
 def _check_fields(kind: kinds.Kind, body: dict[str, Any], lenient_ranges: bool) -> None:
     for spec in kind.wire_fields:
         present, value = _lookup(body, spec.name)
@@ -236,8 +246,12 @@ def _check_value(spec: kinds.Field, value: object, lenient_ranges: bool) -> None
         raise invalid(spec.name, f"{value!r} is out of range {spec.range.describe()}")
 
 
-_TYPE_NAMES: Final = {"int": "an integer", "float": "a number", "bool": "a boolean",
-                      "str": "a string"}
+_TYPE_NAMES: Final = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "a boolean",
+    "str": "a string",
+}
 
 
 def _has_type(value: object, type_name: str) -> bool:
@@ -270,6 +284,7 @@ def _json_type(value: object) -> str:
 
 # --- images ------------------------------------------------------------------------------
 
+
 def image_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) of a PNG or JPEG; None for anything else or corrupt data."""
     try:
@@ -278,8 +293,18 @@ def image_size(data: bytes) -> tuple[int, int] | None:
             size = image.size
             image.verify()
         return size
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError,
-            KeyError, ZeroDivisionError, Image.DecompressionBombError):
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        struct.error,
+        IndexError,
+        TypeError,
+        KeyError,
+        ZeroDivisionError,
+        Image.DecompressionBombError,
+    ):
         # Pillow reports corrupt data with any of these, depending on the format.
         return None
 
@@ -290,8 +315,9 @@ def decode_base64_image(where: str, value: object) -> InputImage:
     try:
         data = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise invalid(where, "is not valid base64 (send the raw base64, without a data: "
-                             "prefix)") from None
+        raise invalid(
+            where, "is not valid base64 (send the raw base64, without a data: prefix)"
+        ) from None
     size = image_size(data)
     if size is None:
         raise invalid(where, "is not a PNG or JPEG image")
@@ -371,8 +397,9 @@ class _ImageArrays:
     """The two image arrays of a body, decoded and sized once."""
 
     def __init__(self, body: dict[str, Any], fetch: Fetcher) -> None:
-        self.base64 = [decode_base64_image(where, item)
-                       for where, item in _array(body, "binary_data_base64")]
+        self.base64 = [
+            decode_base64_image(where, item) for where, item in _array(body, "binary_data_base64")
+        ]
         self.urls = [url_image(where, item, fetch) for where, item in _array(body, "image_urls")]
         self.fetch = fetch
 
@@ -398,8 +425,11 @@ class _ImageArrays:
 
     def _indexed(self, where: str, index: int) -> InputImage:
         if index >= len(self.base64):
-            raise invalid(where, f"refers to binary_data_base64[{index}], which does not exist "
-                                 f"({len(self.base64)} given)")
+            raise invalid(
+                where,
+                f"refers to binary_data_base64[{index}], which does not exist "
+                f"({len(self.base64)} given)",
+            )
         return self.base64[index]
 
 
@@ -413,6 +443,7 @@ def _array(body: dict[str, Any], name: str) -> list[tuple[str, object]]:
 
 
 # --- output sizes, one function per kind ----------------------------------------------
+
 
 def _txt2img(body: dict[str, Any], arrays: _ImageArrays) -> tuple[int, int]:
     return _int(body.get("width"), 512), _int(body.get("height"), 512)
@@ -431,24 +462,33 @@ def _outpaint(body: dict[str, Any], arrays: _ImageArrays) -> tuple[int, int]:
     given = [side for side in SIDES if body.get(side) is not None]
     if len(images) == 1:
         if not any(float(body[side]) > 0 for side in given):
-            raise invalid("top", "ratio mode needs at least one of top, bottom, left, right "
-                                 "greater than 0")
+            raise invalid(
+                "top", "ratio mode needs at least one of top, bottom, left, right greater than 0"
+            )
         width, height = images[0].size
         ratio = {side: float(body.get(side) or 0) for side in SIDES}
-        grown = (round(width * (1 + ratio["left"] + ratio["right"])),
-                 round(height * (1 + ratio["top"] + ratio["bottom"])))
+        grown = (
+            round(width * (1 + ratio["left"] + ratio["right"])),
+            round(height * (1 + ratio["top"] + ratio["bottom"])),
+        )
         return _cap(grown, *limit)
     if len(images) == 2:
         if given:
-            raise invalid(given[0], "side ratios are not allowed in canvas mode (canvas and "
-                                    "mask images)")
+            raise invalid(
+                given[0], "side ratios are not allowed in canvas mode (canvas and mask images)"
+            )
         canvas, mask = images
         if canvas.size != mask.size:
-            raise invalid(mask.where, f"the mask must be the same size as the canvas "
-                                      f"({_wxh(mask.size)} vs {_wxh(canvas.size)})")
+            raise invalid(
+                mask.where,
+                f"the mask must be the same size as the canvas "
+                f"({_wxh(mask.size)} vs {_wxh(canvas.size)})",
+            )
         return _cap(canvas.size, *limit)
-    raise invalid(arrays.field, "one image (ratio mode) or two (canvas and mask) are required, "
-                                f"got {len(images)}")
+    raise invalid(
+        arrays.field,
+        f"one image (ratio mode) or two (canvas and mask) are required, got {len(images)}",
+    )
 
 
 def _product_style(body: dict[str, Any], arrays: _ImageArrays) -> tuple[int, int]:
@@ -487,20 +527,24 @@ def _check_control(where: str, arg: object, count: int, lenient_ranges: bool) ->
         raise invalid(where, "must be an object")
     kind = arg.get("type")
     if kind not in kinds.CONTROL_TYPES:
-        raise invalid(f"{where}.type", f"must be one of {', '.join(kinds.CONTROL_TYPES)}, "
-                                       f"not {kind!r}")
+        raise invalid(
+            f"{where}.type", f"must be one of {', '.join(kinds.CONTROL_TYPES)}, not {kind!r}"
+        )
     index = arg.get("binary_data_index")
     if not (isinstance(index, int) and not isinstance(index, bool)) or not 0 <= index < count:
-        raise invalid(f"{where}.binary_data_index",
-                      f"must be an index of the image list [0, {count - 1}], not {index!r}")
+        raise invalid(
+            f"{where}.binary_data_index",
+            f"must be an index of the image list [0, {count - 1}], not {index!r}",
+        )
     strength = arg.get("strength")
     strength_range = kinds.CONTROL_STRENGTH
     if strength is not None and (
         not _is_number(strength)
         or (_enforced(strength_range, lenient_ranges) and not strength_range.contains(strength))
     ):
-        raise invalid(f"{where}.strength",
-                      f"{strength!r} is out of range {kinds.CONTROL_STRENGTH.describe()}")
+        raise invalid(
+            f"{where}.strength", f"{strength!r} is out of range {kinds.CONTROL_STRENGTH.describe()}"
+        )
 
 
 SIZERS: Final[dict[str, Callable[[dict[str, Any], _ImageArrays], tuple[int, int]]]] = {
