@@ -10,6 +10,7 @@ import pytest
 
 from tests.helpers import run_cli
 from volccli.config import (
+    BadSettings,
     config_path,
     file_mode_problems,
     resolve,
@@ -130,6 +131,65 @@ def test_bad_typed_value_in_env(home: Path) -> None:
         resolve({}, env=env_for(home, VOLCCLI_TIMEOUT="soon"), home=home)
     assert info.value.message == "VOLCCLI_TIMEOUT=soon: timeout must be a number above 0"
     assert info.value.exit_code == ExitCode.CONFIG
+
+
+def test_every_problem_is_collected_before_one_is_raised(home: Path) -> None:
+    env = env_for(home, VOLCCLI_TIMEOUT="0", VOLCCLI_JOBS="0", VOLCCLI_ACCESS_KEY="AK-env")
+    with pytest.raises(BadSettings) as info:
+        resolve({}, env=env, home=home)
+    messages = [error.message for error in info.value.errors]
+    assert messages == [
+        "VOLCCLI_TIMEOUT=0: timeout must be above 0",
+        "VOLCCLI_JOBS=0: jobs must be at least 1",
+        "env VOLCCLI_ACCESS_KEY/VOLCCLI_SECRET_KEY gives one half of a key pair: "
+        "secret_key is missing",
+    ]
+    assert info.value.message == messages[0]
+    assert info.value.hint.endswith("(2 more bad settings: `volccli doctor` lists all)")
+    # Without strict, they are kept, and a usable copy falls back to the defaults.
+    resolved = resolve({}, env=env, home=home, strict=False)
+    assert [error.message for error in resolved.errors] == messages
+    assert resolved.get("timeout") == "0"  # as given, for `config show`
+    usable = resolved.usable()
+    assert (usable.get("timeout"), usable.get("jobs")) == (120.0, 4)
+    assert usable.source("timeout").startswith("default")
+    assert resolved.get("timeout") == "0"  # the original is left as it was
+
+
+def test_keep_going_reads_a_broken_config_file_or_a_missing_profile_as_empty(home: Path) -> None:
+    path = write_profile(home, "[profiles.default\n")
+    env = env_for(home, VOLCCLI_BASE_URL="http://127.0.0.1:9")
+    resolved = resolve({}, env=env, home=home, keep_going=True)
+    assert resolved.config_problem is not None
+    assert f"{path} is not valid TOML" in resolved.config_problem.message
+    assert resolved.get("base_url") == "http://127.0.0.1:9"
+    write_profile(home, "[profiles.default]\njobs = 2\n")
+    with pytest.raises(ConfigError, match="unknown profile 'ghost'"):
+        resolve({"profile": "ghost"}, env=env, home=home)
+    ghost = resolve({"profile": "ghost"}, env=env, home=home, keep_going=True)
+    assert ghost.config_problem is not None and "unknown profile" in ghost.config_problem.message
+    assert ghost.get("jobs") == 4  # the default profile's value is not borrowed
+
+
+def test_notes_of_skipped_credential_files_carry_one_fix_each(home: Path) -> None:
+    (home / ".volc").mkdir()
+    (home / ".volc" / "credentials").write_text("[other]\nx = 1\n")
+    (home / ".volc" / "config").write_text("not json")
+    resolved = resolve({}, env=env_for(home, VOLC_ACCESSKEY="AK"), home=home)
+    assert [note.fix for note in resolved.warnings] == [
+        "export VOLC_SECRETKEY too, or unset VOLC_ACCESSKEY",
+        "put access_key_id and secret_access_key under [default], or remove the file",
+        "fix the file, or remove it",
+    ]
+    assert resolved.notes == [note.text for note in resolved.warnings]
+
+
+def test_an_unknown_setting_gets_the_close_name_or_the_list(home: Path) -> None:
+    write_profile(home, "[profiles.default]\nretires = 1\nzzz = 2\n")
+    typo, unknown = resolve({}, env=env_for(home), home=home).warnings
+    assert "unknown setting 'retires'" in typo.message
+    assert typo.fix == "rename it to 'retries', or remove it"
+    assert unknown.fix.startswith("remove it from the file (known settings: auth, base_url")
 
 
 # --- credentials --------------------------------------------------------------------------
@@ -306,7 +366,7 @@ def test_config_set_writes_through_a_linked_config_file(home: Path) -> None:
     dotfiles = home / "dotfiles"
     dotfiles.mkdir()
     target = dotfiles / "volccli.toml"
-    target.write_text('[profiles.default]\nretries = 1\n')
+    target.write_text("[profiles.default]\nretries = 1\n")
     path = config_path(env)
     path.parent.mkdir(parents=True, mode=0o700)
     path.symlink_to(target)

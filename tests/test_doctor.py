@@ -141,7 +141,7 @@ def test_an_unreachable_endpoint_exits_7(
     no_secrets(run)
 
 
-def test_a_malformed_config_file_is_one_line_and_exit_3(
+def test_a_malformed_config_file_is_one_line_and_the_sandbox_is_not_started(
     isolated_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = isolated_env / "config" / "config.toml"
@@ -151,9 +151,11 @@ def test_a_malformed_config_file_is_one_line_and_exit_3(
     os.chmod(config, 0o600)
     run = invoke(["--sandbox", "doctor"], capsys)
     assert run.code == 3
-    assert len(run.out.splitlines()) == 1
-    line = run.out.splitlines()[0]
-    assert line.startswith("FAIL  config:") and "is not valid TOML" in line and "fix:" in line
+    first, second = run.out.splitlines()
+    assert first.startswith("FAIL  config:") and "is not valid TOML" in first and "fix:" in first
+    # The sandbox comes with a session, which the broken file stops: said, not hidden.
+    assert second.startswith("warn  sandbox: not started") and "fix:" in second
+    assert run.err_lines == ["volccli doctor: 1 problem, 1 warning; exit 3"]
     no_secrets(run)
 
 

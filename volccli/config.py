@@ -13,8 +13,8 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
@@ -38,20 +38,23 @@ from .settings import (
     flag_error,
     set_error,
 )
-from .volcengine_credentials import CredentialSet, unreadable, volcengine_credentials
+from .volcengine_credentials import CredentialSet, Note, unreadable, volcengine_credentials
 
 __all__ = [
     "CONFIG_FILE",
     "CREDENTIAL_KEYS",
     "DEFAULT_ENDPOINT",
     "DEFAULT_PROFILE",
+    "ENV_PAIR",
     "SETTINGS",
     "BadSettings",
     "BadValue",
     "Bounds",
     "CredentialSet",
+    "Note",
     "Resolved",
     "Setting",
+    "Unused",
     "Value",
     "check",
     "coerce",
@@ -239,6 +242,14 @@ def unset_value(path: Path, profile: str, key: str) -> bool:
 # --- resolution ---------------------------------------------------------------------
 
 
+class Unused(NamedTuple):
+    """A value that is set but not used: a session token apart from its key pair."""
+
+    setting: str
+    source: str
+    note: Note
+
+
 @dataclass
 class Resolved:
     """Every setting with its value and source, plus problems found on the way."""
@@ -247,14 +258,50 @@ class Resolved:
     profile_source: str
     path: Path
     values: dict[str, Value] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+    # What does not stop a command: keys in config.toml that are never read, the
+    # Volcengine tools' credential files that were skipped.
+    warnings: list[Note] = field(default_factory=list)
+    # Values that are set but not used, and why: `config show`, doctor and (in official
+    # mode) every command say so, since nothing else would.
+    unused: list[Unused] = field(default_factory=list)
     sandbox: bool = False
-    # Settings whose value from the environment or the config file is not valid
-    # (only with strict=False; otherwise resolve() raises BadSettings).
+    # What stops a command; resolve() raises BadSettings with them unless strict=False.
+    # Settings whose value from the environment or the config file is not valid, ...
     problems: dict[str, ConfigError] = field(default_factory=dict)
-    # Notes about the Volcengine tools' credential sources that were skipped (also in
-    # ``notes``): why "no credentials" when a key file is there but unusable.
-    skipped_credentials: list[str] = field(default_factory=list)
+    # ... half a key pair in the environment or a profile, ...
+    pair_problems: list[ConfigError] = field(default_factory=list)
+    # ... and (only with keep_going=True) a config.toml that cannot be used: unreadable,
+    # malformed or without the profile asked for. It is then read as empty.
+    config_problem: ConfigError | None = None
+    # The Volcengine tools' credential sources that were skipped (also in ``warnings``):
+    # why "no credentials" when a key file is there but unusable.
+    skipped_credentials: list[Note] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[ConfigError]:
+        """Every problem that stops a command, in the order found."""
+        first = [self.config_problem] if self.config_problem is not None else []
+        return [*first, *self.problems.values(), *self.pair_problems]
+
+    @property
+    def notes(self) -> list[str]:
+        """Every problem, warning and unused value, one line each (for `config show`)."""
+        lines = [f"{error.message}; {error.hint}" for error in self.errors]
+        lines += [note.text for note in self.warnings]
+        lines += [unused.note.text for unused in self.unused]
+        return lines
+
+    def usable(self) -> "Resolved":
+        """A copy in which each bad setting falls back to its default (or is unset), so
+        that what does not depend on it can still be checked."""
+        values = dict(self.values)
+        for key in self.problems:
+            default = SETTINGS[key].default
+            if default is None:
+                values.pop(key, None)
+            else:
+                values[key] = Value(default, "default (the value given is not valid)")
+        return replace(self, values=values)
 
     def get(self, name: str) -> Any:
         found = self.values.get(name)
@@ -290,15 +337,15 @@ class Resolved:
 
 
 class BadSettings(ConfigError):
-    """Settings from the environment or the config file that are not valid, every one of
-    them (``problems``, by setting name); the message is the first one's."""
+    """Settings from the environment or the config file that stop a command, every one
+    of them (``errors``); the message is the first one's."""
 
-    def __init__(self, problems: Mapping[str, ConfigError]) -> None:
-        self.problems = dict(problems)
-        first = next(iter(self.problems.values()))
+    def __init__(self, errors: Sequence[ConfigError]) -> None:
+        self.errors = list(errors)
+        first = self.errors[0]
         hint = first.hint
-        if len(self.problems) > 1:
-            more = len(self.problems) - 1
+        if len(self.errors) > 1:
+            more = len(self.errors) - 1
             hint += (
                 f" ({more} more bad setting{'s' if more > 1 else ''}: `volccli doctor` lists all)"
             )
@@ -311,16 +358,26 @@ def resolve(
     env: Mapping[str, str] | None = None,
     home: Path | None = None,
     strict: bool = True,
+    keep_going: bool = False,
 ) -> Resolved:
     """Resolve every setting; ``flags`` maps setting names to values given on argv.
 
-    ``strict=False`` (for `config show`) turns an incomplete key pair into a note instead
-    of an error, so a half-configured profile can still be looked at.
+    ``strict=False`` (for `config show`) keeps bad values and an incomplete key pair as
+    problems instead of raising, so a half-configured profile can still be looked at.
+    ``keep_going=True`` (for doctor) also reads an unusable config file, or one without
+    the profile asked for, as empty, with the reason in ``config_problem``. A bad flag is
+    a usage error and is always raised.
     """
     env = os.environ if env is None else env
     home = Path(env.get("HOME") or Path.home()) if home is None else home
     path = config_path(env)
-    data = read_config(path)
+    config_problem: ConfigError | None = None
+    try:
+        data = read_config(path)
+    except ConfigError as error:
+        if not keep_going:
+            raise
+        data, config_problem = {}, error
     profiles = data.get("profiles", {})
     if flags.get("profile"):
         name, name_source = flags["profile"], "flag --profile"
@@ -329,24 +386,35 @@ def resolve(
     else:
         name, name_source = DEFAULT_PROFILE, "default"
     # The default profile needs no section: naming it explicitly is never an error.
-    if name_source != "default" and name != DEFAULT_PROFILE and name not in profiles:
+    if (
+        config_problem is None
+        and name_source != "default"
+        and name != DEFAULT_PROFILE
+        and name not in profiles
+    ):
         known = ", ".join(sorted(profiles)) or "none yet"
-        raise ConfigError(
+        error = ConfigError(
             f"unknown profile {name!r} (from {name_source}; profiles in {path}: {known})",
             f"create it with `volccli config set --profile {name} KEY VALUE` or pick a known one",
         )
+        if not keep_going:
+            raise error
+        config_problem = error
     section = profiles.get(name, {})
     resolved = Resolved(profile=name, profile_source=name_source, path=path)
+    resolved.config_problem = config_problem
     for key in data:
         if key != "profiles":
             # A hand-written [default] or a setting at the top level is never read.
-            resolved.notes.append(
-                f"{path}: {key!r} is outside [profiles.NAME] and is ignored; "
-                f"move it under [profiles.{DEFAULT_PROFILE}] (or use `volccli config set`)"
+            resolved.warnings.append(
+                Note(
+                    f"{path}: {key!r} is outside [profiles.NAME] and is ignored",
+                    f"move it under [profiles.{DEFAULT_PROFILE}] (or use `volccli config set`)",
+                )
             )
     for key in section:
         if key not in SETTINGS:
-            resolved.notes.append(f"{path}: profile {name!r} has unknown setting {key!r}")
+            resolved.warnings.append(_unknown_setting(path, name, key))
     for key, setting in SETTINGS.items():
         if key in CREDENTIAL_KEYS:
             continue
@@ -374,13 +442,22 @@ def resolve(
             )
             value = raw  # kept as given, for `config show`
         resolved.values[key] = Value(value, source)
-    if resolved.problems:
-        if strict:
-            raise BadSettings(resolved.problems)
-        for error in resolved.problems.values():
-            resolved.notes.append(f"{error.message}; {error.hint}")
-    _resolve_credentials(resolved, env, section, name, path, home, strict=strict)
+    _resolve_credentials(resolved, env, section, name, path, home)
+    if strict and not keep_going and resolved.errors:
+        raise BadSettings(resolved.errors)
     return resolved
+
+
+def _unknown_setting(path: Path, profile: str, key: str) -> Note:
+    from difflib import get_close_matches
+
+    close = get_close_matches(key, list(SETTINGS), n=1)
+    fix = (
+        f"rename it to {close[0]!r}, or remove it"
+        if close
+        else f"remove it from the file (known settings: {', '.join(SETTINGS)})"
+    )
+    return Note(f"{path}: profile {profile!r} has unknown setting {key!r}", fix)
 
 
 def _flag_value(setting: Setting, flag: str, raw: Any) -> Any:
@@ -391,6 +468,9 @@ def _flag_value(setting: Setting, flag: str, raw: Any) -> Any:
         raise flag_error(setting, flag, raw, bad) from None
 
 
+ENV_PAIR: Final = "env VOLCCLI_ACCESS_KEY/VOLCCLI_SECRET_KEY"
+
+
 def _resolve_credentials(
     resolved: Resolved,
     env: Mapping[str, str],
@@ -398,13 +478,29 @@ def _resolve_credentials(
     profile: str,
     path: Path,
     home: Path,
-    *,
-    strict: bool,
 ) -> None:
+    """The key pair and its session token, whole from the first source that has a pair.
+
+    Problems (a value that is no key, half a pair) go to ``resolved``; resolve() decides
+    whether they stop the command."""
+    in_profile = f"profile {profile!r} ({path})"
     tiers: list[tuple[Callable[[str], Any], str, bool]] = [
-        (lambda key: env.get(SETTINGS[key].env), "env VOLCCLI_ACCESS_KEY/VOLCCLI_SECRET_KEY", True),
-        (lambda key: section.get(key), f"profile {profile!r} ({path})", False),
+        (lambda key: env.get(SETTINGS[key].env), ENV_PAIR, True),
+        (lambda key: section.get(key), in_profile, False),
     ]
+    # Every session token given, by the source of the pair it would be used with.
+    tokens: dict[str, str] = {}
+    for pair_source, token, token_source in (
+        (ENV_PAIR, env.get("VOLCCLI_SESSION_TOKEN"), "env VOLCCLI_SESSION_TOKEN"),
+        (in_profile, section.get("session_token"), f"session_token in {in_profile}"),
+        (
+            "env VOLCENGINE_ACCESS_KEY/VOLCENGINE_SECRET_KEY",
+            env.get("VOLCENGINE_SESSION_TOKEN"),
+            "env VOLCENGINE_SESSION_TOKEN",
+        ),
+    ):
+        if isinstance(token, str) and token.strip():
+            tokens[pair_source] = token_source
     for lookup, source, from_env in tiers:
         found: dict[str, str] = {}
         for key in CREDENTIAL_KEYS:
@@ -416,61 +512,114 @@ def _resolve_credentials(
                 found[key] = check(setting, raw)  # text, with surrounding whitespace dropped
             except BadValue as bad:
                 # A TOML list or table is no key; the message masks the value.
-                error = (
+                resolved.problems[key] = (
                     env_error(setting, raw, bad)
                     if from_env
                     else file_error(setting, raw, bad, path, profile)
                 )
-                if strict:
-                    raise BadSettings({key: error}) from None
-                resolved.problems[key] = error
-                resolved.notes.append(f"{error.message}; {error.hint}")
                 return
         ak, sk = found.get("access_key"), found.get("secret_key")
         if ak or sk:
             if not (ak and sk):
-                missing = "secret_key" if ak else "access_key"
-                problem = f"{source} gives one half of a key pair: {missing} is missing"
                 # The pair is taken whole from one place, never half from each.
-                if from_env:
-                    given = "access_key" if ak else "secret_key"
-                    fix = (
-                        f"export {SETTINGS[missing].env} too, or unset "
-                        f"{SETTINGS[given].env} to use a pair from the config"
-                    )
-                else:
-                    named = "" if profile == DEFAULT_PROFILE else f"--profile {profile} "
-                    fix = f"set it in the same profile: `volccli config set {named}{missing}`"
-                if strict:
-                    raise ConfigError(problem, fix)
-                resolved.notes.append(f"{problem}; {fix}")
+                resolved.pair_problems.append(_half_pair(source, ak, from_env, profile))
                 continue
             resolved.values["access_key"] = Value(ak, source)
             resolved.values["secret_key"] = Value(sk, source)
             token = found.get("session_token")
             if token:
                 resolved.values["session_token"] = Value(token, source)
+            _unused_tokens(resolved, tokens, source, profile)
             return
-    skipped: list[str] = []
-    found = volcengine_credentials(env, home, skipped)
-    resolved.notes.extend(skipped)
+    skipped: list[Note] = []
+    found_set = volcengine_credentials(env, home, skipped)
+    resolved.warnings.extend(skipped)
     resolved.skipped_credentials = skipped
-    if found:
-        resolved.values["access_key"] = Value(found.access_key, found.source)
-        resolved.values["secret_key"] = Value(found.secret_key, found.source)
-        if found.session_token:
-            resolved.values["session_token"] = Value(found.session_token, found.source)
-        if found.region and resolved.source("region") == "default":
-            resolved.values["region"] = Value(found.region, found.region_source or found.source)
+    if found_set:
+        resolved.values["access_key"] = Value(found_set.access_key, found_set.source)
+        resolved.values["secret_key"] = Value(found_set.secret_key, found_set.source)
+        if found_set.session_token:
+            resolved.values["session_token"] = Value(found_set.session_token, found_set.source)
+        if found_set.region and resolved.source("region") == "default":
+            resolved.values["region"] = Value(
+                found_set.region, found_set.region_source or found_set.source
+            )
+    _unused_tokens(resolved, tokens, found_set.source if found_set else "", profile)
+
+
+def _half_pair(source: str, ak: str | None, from_env: bool, profile: str) -> ConfigError:
+    missing = "secret_key" if ak else "access_key"
+    problem = f"{source} gives one half of a key pair: {missing} is missing"
+    if from_env:
+        given = "access_key" if ak else "secret_key"
+        fix = (
+            f"export {SETTINGS[missing].env} too, or unset "
+            f"{SETTINGS[given].env} to use a pair from the config"
+        )
+    else:
+        named = "" if profile == DEFAULT_PROFILE else f"--profile {profile} "
+        fix = f"set it in the same profile: `volccli config set {named}{missing}`"
+    return ConfigError(problem, fix)
+
+
+def _unused_tokens(resolved: Resolved, tokens: Mapping[str, str], used: str, profile: str) -> None:
+    """A session token is used only with the pair of its own source (half of one pair
+    and the token of another can only fail); one given elsewhere is set and not used,
+    which is said rather than left to surface as a refused signature."""
+    named = "" if profile == DEFAULT_PROFILE else f"--profile {profile} "
+    for pair_source, token_source in tokens.items():
+        if pair_source == used:
+            continue
+        if token_source.startswith("env "):
+            remove = f"unset {token_source.removeprefix('env ')}"
+        else:
+            remove = f"remove it with `volccli config unset {named}session_token`"
+        if used:
+            why = (
+                f"the access key pair comes from {used}, and a token is used only with its own pair"
+            )
+            fix = f"put the token with that pair ({_token_place(used, named)}), or {remove}"
+        else:
+            why = "there is no access key pair to go with it"
+            fix = f"give the key pair in the same place as the token, or {remove}"
+        resolved.unused.append(
+            Unused(
+                "session_token",
+                token_source,
+                Note(f"the session token from {token_source} is not used: {why}", fix),
+            )
+        )
+
+
+def _token_place(pair_source: str, named: str) -> str:
+    """Where the session token goes to be used with the pair from ``pair_source``."""
+    if pair_source == ENV_PAIR:
+        return "VOLCCLI_SESSION_TOKEN"
+    if pair_source.startswith("profile "):
+        return f"`volccli config set {named}session_token`"
+    if pair_source.startswith("env VOLCENGINE_"):
+        return "VOLCENGINE_SESSION_TOKEN"
+    if pair_source.startswith("env "):
+        # VOLC_ACCESSKEY/VOLC_SECRETKEY have no token variable of their own.
+        return "as VOLCCLI_ACCESS_KEY, VOLCCLI_SECRET_KEY and VOLCCLI_SESSION_TOKEN"
+    return f"its session token field in {pair_source.removeprefix('file ')}"
 
 
 def file_mode_problems(path: Path) -> list[str]:
-    """Permissions that let other users read the secrets."""
+    """Permissions that let other users read the secrets: of the config folder, and of
+    the config file when it is one (a folder or a device in its place is another
+    problem, reported as such)."""
     problems = []
-    for target, wanted in ((path.parent, 0o700), (path, 0o600)):
-        if not target.exists() or os.name != "posix":
+    for target, wanted, kind in ((path.parent, 0o700, stat.S_ISDIR), (path, 0o600, stat.S_ISREG)):
+        if os.name != "posix":
             continue
-        mode = stat.S_IMODE(target.stat().st_mode)
+        try:
+            status = target.stat()
+        except OSError:
+            continue  # absent (or unreachable): nothing to say about its permissions
+        if not kind(status.st_mode):
+            continue
+        mode = stat.S_IMODE(status.st_mode)
         if mode & 0o077:
             problems.append(
                 f"{target} is {oct(mode)}, readable by others; run chmod {oct(wanted)[2:]} {target}"

@@ -11,7 +11,7 @@ from urllib.parse import urlencode, urlsplit
 from .auth import Authenticator, BearerAuth, V4Auth
 from .config import Resolved
 from .errors import ConfigError, InputError
-from .settings import unsendable
+from .settings import DEFAULT_PROFILE, SETTINGS, unsendable
 
 Mode = Literal["gateway", "official"]
 GATEWAY_PATH = "/volcv/v1"
@@ -106,8 +106,12 @@ def connect(
     *,
     retry_server_errors: bool = False,
     ask_secret: Callable[[str], str] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Connection:
-    """Build the Connection; raise ConfigError naming the variable and the command to fix it."""
+    """Build the Connection; raise ConfigError naming the variable and the command to fix it.
+
+    ``warn`` is told, one line each, about values that are set but not used by this
+    connection (a session token apart from its key pair)."""
     mode, why = choose_mode(resolved)
     # resolve() has checked these against config.SETTINGS, naming the flag or the source.
     timeout = float(resolved.get("timeout"))
@@ -115,16 +119,20 @@ def connect(
     retries = int(resolved.get("retries"))
     if mode == "gateway":
         base_url = resolved.get("base_url")
+        api_key, source = resolved.get("api_key"), resolved.source("api_key")
         if not base_url:
+            if not api_key and resolved.get("access_key"):
+                raise _only_the_other(resolved, "gateway")
             raise ConfigError(
                 "gateway mode needs a base URL",
                 "set VOLCCLI_BASE_URL, pass --base-url, or run `volccli config set base_url URL`",
             )
         base = check_base_url(base_url, "base_url", resolved.source("base_url"))
-        api_key, source = resolved.get("api_key"), resolved.source("api_key")
         if not api_key and ask_secret is not None:
             api_key, source = ask_secret(f"API key for {base}").strip(), "the prompt"
         if not api_key:
+            if resolved.get("access_key"):
+                raise _only_the_other(resolved, "gateway")
             raise ConfigError(
                 "no API key for the gateway",
                 "set VOLCCLI_API_KEY or run `volccli config set api_key` (it prompts)",
@@ -142,8 +150,12 @@ def connect(
         )
     endpoint = check_base_url(resolved.get("endpoint"), "endpoint", resolved.source("endpoint"))
     if not (resolved.get("access_key") and resolved.get("secret_key")):
-        # A key file that was there but unusable is the likely reason: say which.
-        skipped = "".join(f" ({note})" for note in resolved.skipped_credentials[:1])
+        if resolved.get("api_key"):
+            raise _only_the_other(resolved, "official")
+        # A half pair or a key file that was there but unusable is the likely reason.
+        reasons = [error.message for error in resolved.pair_problems]
+        reasons += [note.message for note in resolved.skipped_credentials]
+        skipped = "".join(f" ({reason})" for reason in reasons[:1])
         raise ConfigError(
             f"no credentials: no access key pair and no gateway API key were found{skipped}",
             "set VOLCCLI_ACCESS_KEY and VOLCCLI_SECRET_KEY, or run `volccli config set "
@@ -151,6 +163,9 @@ def connect(
         )
     for name in ("access_key", "secret_key", "session_token", "region"):
         check_sendable(name, resolved.get(name) or "", resolved.source(name))
+    if warn is not None and not resolved.sandbox:
+        for unused in resolved.unused:
+            warn(unused.note.text)
     auth = V4Auth(
         resolved.get("access_key"),
         resolved.get("secret_key"),
@@ -160,6 +175,57 @@ def connect(
     return Connection(
         mode, endpoint, auth, timeout, connect_timeout, retries, retry_server_errors, why
     )
+
+
+def _only_the_other(resolved: Resolved, mode: Mode) -> ConfigError:
+    """The mode asked for lacks its credentials while those of the other mode are set:
+    say so, rather than that no credentials were found."""
+    asked = f"chosen by {resolved.source('auth')}"
+    if mode == "official":
+        message = (
+            f"official mode ({asked}) signs with an access key pair, and none was found; "
+            f"the API key that is set (from {resolved.source('api_key')}) is for gateway mode"
+        )
+        switch = _choose_auth(resolved, "gateway")
+        if not resolved.get("base_url"):
+            switch += " and a base URL (--base-url or VOLCCLI_BASE_URL)"
+        own = (
+            "set VOLCCLI_ACCESS_KEY and VOLCCLI_SECRET_KEY (or run `volccli config set "
+            "access_key` and `volccli config set secret_key`)"
+        )
+    else:
+        missing = [
+            (what, name)
+            for what, name in (("a base URL", "base_url"), ("an API key", "api_key"))
+            if not resolved.get(name)
+        ]
+        message = (
+            f"gateway mode ({asked}) needs {' and '.join(what for what, _ in missing)}; the "
+            f"access key pair that is set (from {resolved.source('access_key')}) is for "
+            "official mode"
+        )
+        switch = _choose_auth(resolved, "official")
+        names = [name for _, name in missing]
+        commands = {
+            "base_url": "`volccli config set base_url URL`",
+            "api_key": "`volccli config set api_key`",
+        }
+        own = (
+            f"set {' and '.join(SETTINGS[name].env for name in names)} "
+            f"(or {' and '.join(commands[name] for name in names)})"
+        )
+    return ConfigError(message, f"{switch} to use that, or {own}")
+
+
+def _choose_auth(resolved: Resolved, mode: Mode) -> str:
+    """How to ask for ``mode`` where the current choice of mode came from."""
+    source = resolved.source("auth")
+    if source.startswith("env "):
+        return f"set {source.removeprefix('env ')}={mode}"
+    if source.startswith("profile "):
+        named = "" if resolved.profile == DEFAULT_PROFILE else f"--profile {resolved.profile} "
+        return f"run `volccli config set {named}auth {mode}`"
+    return f"use --auth {mode}"
 
 
 def unsendable_because(name: str, value: str) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .auth import SIGNATURE_VALIDITY_SECONDS, mask, utcnow
-from .config import BadSettings, Resolved, file_mode_problems
+from .config import Resolved, file_mode_problems
 from .connection import Connection, check_base_url, choose_mode, connect
 from .errors import (
     ApiRefusedError,
@@ -43,8 +43,10 @@ DATE_RESOLUTION = 2.0  # the Date header counts whole seconds
 REACH_CONNECT_TIMEOUT = 5.0
 REACH_READ_TIMEOUT = 10.0
 CALL_TIMEOUT = 20.0
+LIST_SOURCES = "`volccli config show` lists every source"
 CLOCK_FIX = "set the system clock right (e.g. enable NTP with `timedatectl set-ntp true`)"
 LABELS: dict[Status, str] = {"ok": "ok", "warn": "warn", "fail": "FAIL"}
+EXIT_PRIORITY = (int(ExitCode.USAGE), int(ExitCode.CONFIG), int(ExitCode.NETWORK))
 
 
 @dataclass
@@ -84,21 +86,47 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        """The first failure's code: problems of configuration come before the network."""
-        return next((c.exit_code for c in self.checks if c.status == "fail"), 0)
+        """Configuration comes before the network: a usage error (2) wins over one of
+        credentials or configuration (3), which wins over an unreachable endpoint (7);
+        otherwise the first failure's code."""
+        codes = [c.exit_code for c in self.checks if c.status == "fail"]
+        for code in EXIT_PRIORITY:
+            if code in codes:
+                return code
+        return codes[0] if codes else 0
 
     @property
     def problems(self) -> int:
-        return sum(c.status != "ok" for c in self.checks)
+        return sum(c.status == "fail" for c in self.checks)
+
+    @property
+    def warnings(self) -> int:
+        return sum(c.status == "warn" for c in self.checks)
+
+    def summary(self) -> str:
+        """The last line: "ready", or how many problems and warnings, and the exit code."""
+        warned = _count(self.warnings, "warning")
+        if self.exit_code:
+            parts = [_count(self.problems, "problem")] + ([warned] if self.warnings else [])
+            return f"volccli doctor: {', '.join(parts)}; exit {self.exit_code}"
+        if self.warnings:
+            return f"volccli doctor: ready, with {warned}"
+        return "volccli doctor: ready"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.exit_code == 0,
             "exit_code": self.exit_code,
+            "problems": self.problems,
+            "warnings": self.warnings,
             "mode": self.mode,
             "profile": self.profile,
             "checks": [c.to_json() for c in self.checks],
         }
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def fail(name: str, error: VolccliError, fix: str = "", exit_code: int | None = None) -> Check:
@@ -110,15 +138,9 @@ def fail(name: str, error: VolccliError, fix: str = "", exit_code: int | None = 
 
 
 def unresolved(error: VolccliError, path: Path) -> Report:
-    """The settings could not be resolved at all (a malformed config, an unknown profile)."""
+    """The settings could not be resolved at all: a bad flag value (a usage error, 2)."""
     report = Report()
-    if isinstance(error, BadSettings):
-        # Every bad value from the environment or the config file, one line each (exit 3).
-        for key, problem in error.problems.items():
-            report.add(fail(f"setting {key}", problem))
-    else:
-        # A bad flag value is a usage error (2); a malformed config or unknown profile is 3.
-        report.add(fail("config", error, exit_code=int(error.exit_code)))
+    report.add(fail("config", error, exit_code=int(error.exit_code)))
     for problem in file_mode_problems(path):
         report.add(_permission_check(problem))
     return report
@@ -130,11 +152,24 @@ def _permission_check(problem: str) -> Check:
 
 
 def config_checks(resolved: Resolved, report: Report) -> None:
+    """The config file, its permissions, each bad setting and each ignored source."""
     path = resolved.path
     where = f"profile {resolved.profile!r} (from {resolved.profile_source})"
     if resolved.sandbox:
         where += "; credentials and URLs from the built-in sandbox"
-    if path.exists():
+    if resolved.config_problem is not None:
+        error = resolved.config_problem
+        report.add(
+            Check(
+                "config",
+                "fail",
+                f"{error.message} (the checks below do without it)",
+                error.hint,
+                int(error.exit_code),
+                {"path": str(path)},
+            )
+        )
+    elif path.exists():
         report.add(Check("config", "ok", f"{path}, {where}", data={"path": str(path)}))
     else:
         report.add(
@@ -147,22 +182,24 @@ def config_checks(resolved: Resolved, report: Report) -> None:
         )
     for problem in file_mode_problems(path):
         report.add(_permission_check(problem))
-    for note in resolved.notes:
-        report.add(
-            Check(
-                "sources",
-                "warn",
-                note,
-                "fix it or remove it (`volccli config show` lists every source)",
-            )
-        )
+    # The checks below go on with each bad setting's default (Resolved.usable).
+    for key, error in resolved.problems.items():
+        report.add(fail(f"setting {key}", error))
+    for error in resolved.pair_problems:
+        report.add(fail("key pair", error))
+    for note in resolved.warnings:
+        report.add(Check("sources", "warn", note.message, note.fix or LIST_SOURCES))
 
 
 def credential_check(resolved: Resolved, report: Report) -> Connection | None:
-    """Which mode and credentials won, and whether a Connection can be made of them."""
+    """Which mode and credentials won and why, and whether a Connection can be made."""
     mode, why = choose_mode(resolved)
     report.mode = mode
     report.add(Check("auth", "ok", f"{mode}, because {why}", data={"mode": mode}))
+    if mode == "official" and not resolved.sandbox:
+        for unused in resolved.unused:
+            note = unused.note
+            report.add(Check("session token", "warn", note.message, note.fix))
     try:
         connection = connect(resolved)
     except VolccliError as error:
@@ -391,10 +428,14 @@ def _credential_fix(error: VolccliError, resolved: Resolved, mode: str, skew: fl
         )
     if error.code == "InvalidAccessKey":
         token = " and the STS session token" if resolved.get("session_token") else ""
-        return (
+        fix = (
             f"check the access key {mask(str(resolved.get('access_key')))}{token} "
             f"(from {resolved.source('access_key')})"
         )
+        if not token and resolved.unused:
+            # A token that is set but not used is not what was refused.
+            fix += f"; no session token was sent ({resolved.unused[0].note.message})"
+        return fix
     if error.code == "InvalidTimestamp":
         return CLOCK_FIX
     if mode == "gateway" and error.http_status == 401:
@@ -444,12 +485,23 @@ def probe_checks(client: ApiClient, report: Report) -> None:
         )
 
 
-def diagnose(resolved: Resolved, *, probe: bool = False) -> Report:
-    """Every check, in order; later checks are skipped when what they need is missing."""
+def diagnose(
+    resolved: Resolved, *, probe: bool = False, instead_of_calls: Check | None = None
+) -> Report:
+    """Every check, in order. A problem is reported and the checks go on: a bad setting
+    with its default, bad credentials still with the endpoint and the clock. A check is
+    skipped only when what it needs is missing (no endpoint, no usable credentials).
+
+    ``instead_of_calls`` replaces the checks from the credentials on (the built-in
+    sandbox could not be started)."""
     report = Report(profile=resolved.profile)
     config_checks(resolved, report)
-    connection = credential_check(resolved, report)
-    target = target_url(resolved, connection)
+    if instead_of_calls is not None:
+        report.add(instead_of_calls)
+        return report
+    usable = resolved.usable()
+    connection = credential_check(usable, report)
+    target = target_url(usable, connection)
     if target is None:
         return report
     reached = endpoint_check(*target, report)
@@ -461,7 +513,7 @@ def diagnose(resolved: Resolved, *, probe: bool = False) -> Report:
         return report
     client = probe_client(connection)
     try:
-        if accepted_check(client, resolved, report, skew) and probe:
+        if accepted_check(client, usable, report, skew) and probe:
             probe_checks(client, report)
     finally:
         client.close()

@@ -2,18 +2,30 @@
 VOLCENGINE_*, ~/.volc/credentials, ~/.volc/config and ~/.volcengine/config.json, read so
 that keys already set up for the Volcengine SDKs and CLI work without `volccli config set`.
 
-A file that cannot be used is a note (one line naming the file and what is wrong) and is
-skipped. Notes never quote the file: the parsers' own messages repeat the offending line,
-which in these files is usually a secret, so only line numbers are passed on.
+A file that cannot be used is a note (one line naming the file, what is wrong and the one
+fix) and is skipped. Notes never quote the file: the parsers' own messages repeat the
+offending line, which in these files is usually a secret, so only line numbers are passed on.
 """
 
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .jsonkind import json_kind
+
+
+class Note(NamedTuple):
+    """Something wrong that does not stop a command: what it is, and the one fix."""
+
+    message: str
+    fix: str = ""
+
+    @property
+    def text(self) -> str:
+        """One line: the message, then the fix."""
+        return f"{self.message}; {self.fix}" if self.fix else self.message
 
 
 @dataclass
@@ -27,7 +39,11 @@ class CredentialSet:
 
 
 class _Skip(Exception):
-    """A file that cannot be used: the note says why."""
+    """A file that cannot be used: the note says why, and how to fix it."""
+
+    def __init__(self, message: str, fix: str = "fix the file, or remove it") -> None:
+        super().__init__(message)
+        self.note = Note(message, fix)
 
 
 def unreadable(path: Path, exc: OSError | UnicodeDecodeError) -> tuple[str, str]:
@@ -52,12 +68,16 @@ def _fields(path: Path, where: str, data: Mapping[str, Any], names: dict[str, bo
         if value is not None and not isinstance(value, str):
             # A number or a list is no key: using it would fail deep in the signing.
             raise _Skip(
-                f'{path}{where}: "{name}" is {json_kind(value)}, not text; ignoring the file'
+                f'{path}{where}: "{name}" is {json_kind(value)}, not text; ignoring the file',
+                f'write "{name}" as a quoted string, or remove the file',
             )
         text = (value or "").strip()
         if required and not text:
             wanted = " and ".join(f'"{n}"' for n, needed in names.items() if needed)
-            raise _Skip(f"{path}{where} has no {wanted}; ignoring the file")
+            raise _Skip(
+                f"{path}{where} has no {wanted}; ignoring the file",
+                f"add {wanted}, or remove the file",
+            )
         values.append(text)
     return values
 
@@ -67,7 +87,7 @@ def _env(env: Mapping[str, str], name: str) -> str:
 
 
 def volcengine_credentials(
-    env: Mapping[str, str], home: Path, notes: list[str]
+    env: Mapping[str, str], home: Path, notes: list[Note]
 ) -> CredentialSet | None:
     """The first complete key pair among the conventions of the Volcengine SDKs and CLI."""
     for ak_var, sk_var, token_var in (
@@ -77,7 +97,13 @@ def volcengine_credentials(
         ak, sk = _env(env, ak_var), _env(env, sk_var)
         if ak or sk:
             if not (ak and sk):
-                notes.append(f"{ak_var} and {sk_var} must both be set; ignoring them")
+                given, missing = (ak_var, sk_var) if ak else (sk_var, ak_var)
+                notes.append(
+                    Note(
+                        f"{ak_var} and {sk_var} must both be set; ignoring them",
+                        f"export {missing} too, or unset {given}",
+                    )
+                )
                 continue
             return CredentialSet(
                 ak,
@@ -91,7 +117,7 @@ def volcengine_credentials(
         try:
             found = reader(env, home)
         except _Skip as skip:
-            notes.append(str(skip))
+            notes.append(skip.note)
             continue
         if found:
             return found
@@ -107,7 +133,7 @@ def _read(path: Path) -> str | None:
         return path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         problem, fix = unreadable(path, exc)
-        raise _Skip(f"{problem}; {fix}, or remove it") from None
+        raise _Skip(f"{problem}; ignoring the file", f"{fix}, or remove it") from None
 
 
 def _json_object(path: Path, holding: str = "") -> dict[str, Any] | None:
@@ -164,7 +190,10 @@ def _ini_default_section(path: Path, text: str) -> Mapping[str, str]:
     except configparser.Error as exc:
         raise _Skip(f"{path} {_ini_problem(exc)}; ignoring the file") from None
     if not parser.has_section("default"):
-        raise _Skip(f"{path} has no [default] section; ignoring the file")
+        raise _Skip(
+            f"{path} has no [default] section; ignoring the file",
+            "put access_key_id and secret_access_key under [default], or remove the file",
+        )
     return dict(parser.items("default", raw=True))
 
 
@@ -208,7 +237,10 @@ def _volcengine_config_json(env: Mapping[str, str], home: Path) -> CredentialSet
             f'{path}: "profiles" is {json_kind(profiles)}, not an object; ignoring the file'
         )
     if name not in profiles:
-        raise _Skip(f"{path} has no profile {name!r} ({where}); ignoring the file")
+        raise _Skip(
+            f"{path} has no profile {name!r} ({where}); ignoring the file",
+            'name an existing profile in "current" or VOLCENGINE_PROFILE, or remove the file',
+        )
     profile = profiles[name]
     if not isinstance(profile, dict):
         raise _Skip(
@@ -230,11 +262,12 @@ def _profile_name(path: Path, env: Mapping[str, str], data: Mapping[str, Any]) -
     current = data.get("current")
     if current is not None and not isinstance(current, str):
         raise _Skip(
-            f'{path}: "current" is {json_kind(current)}, not a profile name; ignoring the file'
+            f'{path}: "current" is {json_kind(current)}, not a profile name; ignoring the file',
+            'write "current" as a quoted profile name, or remove the file',
         )
     if not current:
         raise _Skip(
-            f'{path} names no current profile (set "current" or VOLCENGINE_PROFILE); '
-            "ignoring the file"
+            f"{path} names no current profile; ignoring the file",
+            'set "current" in it or VOLCENGINE_PROFILE, or remove the file',
         )
     return current, 'named by "current"'
