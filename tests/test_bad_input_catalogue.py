@@ -504,14 +504,26 @@ CATALOGUE: dict[str, Bad] = {
         "config", "set", "timeout", "5", config=b"\xff\xfe", code=CONFIG, words=("cannot read",)
     ),
     # --- doctor ---
+    # Doctor goes on past a config problem; without an API key it sends nothing.
     "doctor with an unknown profile": bad(
-        "doctor", "--profile", "ghost", code=CONFIG, stdout=True, words=("1 problem(s); exit 3",)
+        "doctor",
+        "--profile",
+        "ghost",
+        code=CONFIG,
+        stdout=True,
+        words=("2 problems; exit 3",),
+        env={"VOLCCLI_API_KEY": None},
     ),
     "doctor --timeout 0": bad(
-        "doctor", "--timeout", "0", stdout=True, words=("1 problem(s); exit 2",)
+        "doctor", "--timeout", "0", stdout=True, words=("1 problem; exit 2",)
     ),
     "doctor with a malformed config": bad(
-        "doctor", config="[profiles\n", code=CONFIG, stdout=True, words=("exit 3",)
+        "doctor",
+        config="[profiles\n",
+        code=CONFIG,
+        stdout=True,
+        words=("2 problems", "exit 3"),
+        env={"VOLCCLI_API_KEY": None},
     ),
     "doctor unknown option": bad("doctor", "--fix", words=("No such option: --fix",)),
     # --- sandbox serve and completion ---

@@ -342,6 +342,7 @@ def test_a_token_in_the_environment_with_a_pair_in_the_profile_is_named_as_unuse
     # The dry run sends no token, and doctor says why; the unsent token is never printed.
     dry = invoke(["txt2img", "x", "--dry-run"], capsys)
     assert dry.code == 0 and "X-Security-Token" not in dry.out
+    assert dry.err_lines == [f"volccli: warning: {unused.note.text}"]
     run = invoke(["doctor"], capsys)
     assert run.code == 0
     (line,) = named(run, "session token")
@@ -351,7 +352,10 @@ def test_a_token_in_the_environment_with_a_pair_in_the_profile_is_named_as_unuse
     assert run.err_lines == ["volccli doctor: ready, with 1 warning"]
     shown = invoke(["config", "show", "--json"], capsys)
     assert unused.note.text in json.loads(shown.out)["notes"]
-    for each in (dry, run, shown):
+    table = invoke(["config", "show"], capsys)
+    (row,) = [line for line in table.out.splitlines() if "session_token" in line]
+    assert row.split() == ["session_token", "****", "env", "VOLCCLI_SESSION_TOKEN", "(not", "used)"]
+    for each in (dry, run, shown, table):
         clean(each)
 
 

@@ -153,8 +153,8 @@ GATEWAY: Final[dict[str, CodeInfo]] = {
     "InvalidAccessKey": CodeInfo(
         ConfigError,
         "the access key is not valid",
-        "check the access key, and the STS session token if one is set "
-        "(volccli config show says where they came from)",
+        "check the access key, and the STS session token if one is sent (`volccli config "
+        "show` says where each came from, and names a token that is set but not used)",
     ),
     "SignatureDoesNotMatch": CodeInfo(ConfigError, "the signature does not match", _SIGNING_HINT),
     "LackPolicy": CodeInfo(

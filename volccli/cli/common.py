@@ -146,6 +146,7 @@ class Session:
             self.resolved,
             retry_server_errors=bool(self.flags.get("retry_server_errors")),
             ask_secret=ask_secret,
+            warn=self.ui.warn,
         )
 
     def client(self, *, limiter: Any = None) -> ApiClient:

@@ -266,6 +266,8 @@ def show_command(
             f"profile: {resolved.profile} (from {resolved.profile_source}); "
             f"profiles: {', '.join(profiles) or 'none'}"
         )
+        # A token that is set but not sent is listed too, so that the table shows it.
+        rows += [(item.setting, "****", f"{item.source} (not used)") for item in resolved.unused]
         width = max(len(key) for key, _, _ in rows) if rows else 0
         for key, value, source in rows:
             typer.echo(f"  {key:<{width}}  {value:<24}  {source}")
