@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,33 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.delenv("CI", raising=False)
     return home
+
+
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+_real_getaddrinfo = socket.getaddrinfo
+reached_out: list[str] = []  # every other host a test tried to look up
+
+
+def _loopback_only(host: object, *args: object, **kwargs: object) -> object:
+    """Tests reach 127.0.0.0/8 only: another name fails as it would with no network
+    (and is noted), so no test can reach the real API even on a machine that could."""
+    name = host.decode() if isinstance(host, bytes) else str(host)
+    if name not in _LOOPBACK_NAMES and not name.startswith("127."):
+        reached_out.append(name)
+        raise socket.gaierror(socket.EAI_NONAME, f"{name}: tests reach loopback only")
+    return _real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
+
+
+socket.getaddrinfo = _loopback_only  # type: ignore[assignment]
+
+
+@pytest.fixture(autouse=True)
+def loopback_only() -> Iterator[None]:
+    """A test that tried to reach another host fails, even though the lookup failed."""
+    before = len(reached_out)
+    yield
+    tried = sorted(set(reached_out[before:]))
+    assert not tried, f"the test tried to reach {tried}; point it at 127.0.0.1"
 
 
 @pytest.fixture(scope="session")

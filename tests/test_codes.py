@@ -203,6 +203,7 @@ def test_in_official_mode_an_answer_outside_the_envelopes_never_blames_a_relay(
     line = format_error(info.value)
     assert "relay" not in line and "base URL" not in line and "API key" not in line
     assert f"HTTP {status}" in line
+    assert line.count(f"HTTP {status}") == 1
     gateway = raised(status, body)
     assert int(info.value.exit_code) == int(gateway.exit_code)  # same class of failure
     if status in (404, 405, 501):

@@ -1254,6 +1254,18 @@ def test_a_batch_row_with_base64_images_is_checked_and_recorded_by_hash(
     assert sb.stats()["billed"] == 1
 
 
+def test_a_bad_base64_image_in_a_batch_row_is_said_as_the_rows_field(
+    sb: Sandbox, tmp_path: Path
+) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"req_key": "jimeng_i2i_v30", "binary_data_base64": ["@@@"]}) + "\n")
+    result = run(sb, "batch", rows, "-o", "bo")
+    assert result.exit_code == 2
+    assert f"{rows}:1: field binary_data_base64[0] is not valid base64" in result.stderr
+    assert "--set" not in result.stderr
+    assert api_requests(sb) == 0
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [

@@ -144,6 +144,10 @@ BROKEN_TOML = {
 }
 
 
+# doctor goes on to check the endpoint: a closed port on loopback, not the real API.
+NO_REAL_ENDPOINT = {"VOLCCLI_ENDPOINT": "http://127.0.0.1:9"}
+
+
 @pytest.mark.parametrize("case", list(BROKEN_TOML))
 def test_invalid_toml_is_reported_by_position_only(case: str) -> None:
     text = BROKEN_TOML[case]
@@ -158,7 +162,7 @@ def test_invalid_toml_is_reported_by_position_only(case: str) -> None:
         assert result.stderr_lines == [result.stderr.strip()]
         assert f"{path} is not valid TOML (" in result.stderr and "line " in result.stderr
         clean(result, LEAK)
-    doctor = run_cli(["doctor", "--json"])
+    doctor = run_cli(["doctor", "--json"], env=NO_REAL_ENDPOINT)
     assert doctor.exit_code == ExitCode.CONFIG
     clean(doctor, LEAK)
 
@@ -179,7 +183,7 @@ def test_secrets_of_the_wrong_type_in_config_toml_are_masked() -> None:
     refused = run_cli(["--sandbox", "txt2img", "x"])
     assert refused.exit_code == ExitCode.CONFIG and len(refused.stderr_lines) == 1
     clean(refused, LEAK)
-    doctor = run_cli(["doctor"])
+    doctor = run_cli(["doctor"], env=NO_REAL_ENDPOINT)
     assert doctor.exit_code == ExitCode.CONFIG
     assert "FAIL  setting api_key: api_key = ****" in doctor.stdout
     clean(doctor, LEAK)

@@ -250,7 +250,10 @@ def test_under_the_built_in_sandbox_the_curl_command_is_said_to_be_unreachable(
     assert "curl -sS" in run.out
     (note,) = run.err_lines
     assert "built-in sandbox stops when volccli exits" in note
-    assert "volccli sandbox serve" in note
+    assert "volccli sandbox serve" in note and "VOLCCLI_BASE_URL" in note
+    signed = invoke(["--sandbox", "--auth", "official", "txt2img", "a fox", "--print-curl"], capsys)
+    (note,) = signed.err_lines
+    assert "VOLCCLI_ENDPOINT" in note and "access key pair" in note
 
 
 def test_a_curl_command_that_could_not_be_printed_leaves_no_body_file(

@@ -87,6 +87,28 @@ def test_a_bad_setting_a_broken_key_and_an_unreachable_endpoint_are_all_reported
     clean(run)
 
 
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("endpoint", '["http://127.0.0.1:9"]'), ("auth", '"magic"')],
+)
+def test_a_bad_url_or_mode_is_not_replaced_by_its_default_on_the_network(
+    capsys: pytest.CaptureFixture[str], setting: str, value: str
+) -> None:
+    """Its default is a server nobody asked for (for the endpoint, the production one):
+    the credentials are not sent there, and the network checks are skipped."""
+    write_config(
+        f'[profiles.default]\naccess_key = "{ACCESS_KEY}"\nsecret_key = "{SECRET_KEY}"\n'
+        f"{setting} = {value}\n"
+    )
+    run = invoke(["doctor"], capsys)
+    assert run.code == 3
+    assert named(run, f"setting {setting}")[0].startswith("FAIL")
+    (endpoint,) = named(run, "endpoint")
+    assert endpoint.startswith(f"warn not checked: the {setting} setting is not valid")
+    assert not [name for _, name, _ in checks(run) if name in ("clock", "signature", "api key")]
+    clean(run)
+
+
 def test_half_a_key_pair_still_gets_the_endpoint_and_the_clock_checked(
     sandbox: Sandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

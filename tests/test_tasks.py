@@ -192,6 +192,27 @@ def test_ctrl_c_before_any_image_leaves_no_empty_output_folder(
     run = volccli(capsys, args)
     assert run.code == 130
     assert not (tmp_path / "made").exists()
+    # An output folder that was there stays; the --name subfolders made for this run go.
+    (tmp_path / "kept").mkdir()
+    named = ["--name", "sub/dir/{seed}", "--on-exists", "fail"]
+    run = volccli(capsys, [*args[:3], str(tmp_path / "kept"), *args[4:], *named])
+    assert run.code == 130
+    assert (tmp_path / "kept").is_dir() and list((tmp_path / "kept").iterdir()) == []
+
+
+def test_under_the_built_in_sandbox_a_failed_task_is_not_sent_to_task_wait(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = volccli(
+        capsys,
+        [
+            *("--sandbox", "txt2img", "a fox volccli-fault:bad-base64", "--async"),
+            *("--poll-interval", "0.01", "-o", str(tmp_path / "out")),
+        ],
+    )
+    assert run.code == 7
+    assert "volccli task wait" not in run.err
+    assert "run the command again (the built-in sandbox's tasks end with it)" in run.err
 
 
 def test_an_unknown_task_exits_4(

@@ -325,7 +325,8 @@ def build_request(
     base = {}
     if options.get("body") is not None:
         base = read_json_object(str(options["body"]), "--body", stdin, base_dir)
-    for given, where in ((base, "--body"), (overrides, "--set")):
+    # A batch row's body fields come as --set items; its errors are said as the row's.
+    for given, where in ((base, "--body"), (overrides, "field" if literal_text else "--set")):
         _check_carried_images(given, where, limits, notes)
     return Request(
         kind=kind,

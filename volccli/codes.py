@@ -333,16 +333,13 @@ def relay(status: int, mode: str = "gateway") -> CodeInfo:
     if status in known:
         return known[status]
     where = "the base URL" if mode == "gateway" else "--endpoint"
+    # The message adds "(HTTP <status>: <the answer's start>)" to each meaning.
     if status in (405, 501):  # POST is not served there: the URL is wrong, not the server
-        return CodeInfo(
-            ConfigError, f"HTTP {status}: no API at this URL", f"check {where} (volccli doctor)"
-        )
+        return CodeInfo(ConfigError, "no API at this URL", f"check {where} (volccli doctor)")
     if status >= 500:
-        return CodeInfo(
-            NetworkError, f"HTTP {status} from the server", "retry later", retry="server"
-        )
+        return CodeInfo(NetworkError, "the server failed", "retry later", retry="server")
     return CodeInfo(
         ApiRefusedError,
-        f"HTTP {status} from the server",
+        "an unexpected answer from the server",
         f"check {where} and the request (--dry-run)",
     )

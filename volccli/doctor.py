@@ -61,7 +61,8 @@ class Check:
     def line(self) -> str:
         text = f"{self.name}: {self.message}"
         if self.fix and self.status != "ok":
-            text += f"; fix: {self.fix}"
+            # Hints written for the other commands send the user here: not from here.
+            text += f"; fix: {self.fix.replace(' (volccli doctor)', '')}"
         return f"{LABELS[self.status]:<4}  " + " ".join(text.split())
 
     def to_json(self) -> dict[str, Any]:
@@ -501,6 +502,20 @@ def diagnose(
         return report
     usable = resolved.usable()
     connection = credential_check(usable, report)
+    unsure = [name for name in ("auth", "endpoint", "base_url") if name in resolved.problems]
+    if unsure:
+        # The default in place of a bad URL or mode is a server nobody asked for: the
+        # credentials are not sent there, and its answers would say nothing of the one meant.
+        report.add(
+            Check(
+                "endpoint",
+                "warn",
+                f"not checked: the {unsure[0]} setting is not valid, and its default is not "
+                "the server that was asked for",
+                "fix that setting, then run `volccli doctor` again",
+            )
+        )
+        return report
     target = target_url(usable, connection)
     if target is None:
         return report

@@ -265,6 +265,9 @@ class Runner:
         self.record = record
         self.rng = rng or random.SystemRandom()
         self._ready_folders: set[Path] = set()  # subfolders from --name, proven writable
+        # The outermost folders those subfolders made, for a command to remove when it
+        # ends with nothing written in them.
+        self.made_folders: list[Path] = []
 
     def run(
         self,
@@ -308,7 +311,9 @@ class Runner:
                 spec.folder, output.render_name(spec.template, name_values(job)), ".png"
             )
             if subfolder and target.parent not in self._ready_folders:
-                output.ensure_folder(target.parent)
+                made = output.ensure_folder(target.parent)
+                if made is not None:
+                    self.made_folders.append(made)
                 self._ready_folders.add(target.parent)
             if decides_early and output.precheck(target, spec.on_exists, spec.sidecar) == "skip":
                 outcome.status = "skipped"

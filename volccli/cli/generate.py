@@ -30,7 +30,7 @@ from .options import (
 from .signatures import CONTEXT, begin, connection_flags, signature_command
 
 if TYPE_CHECKING:
-    from ..runner import Job, Outcome, Request
+    from ..runner import Job, Outcome, Request, Runner
     from ..ui import UI
 
 CALL_PARAMS = (
@@ -117,7 +117,7 @@ def run_generation(kind: Kind, options: dict[str, Any]) -> None:
 def execute(request: Request, options: dict[str, Any], session: Session, ui: UI) -> None:
     """Plan the jobs, then show them (--dry-run, --print-curl) or run them one by one."""
     from ..errors import VolccliError
-    from ..output import ensure_folder, remove_empty_folders, sweep_stale_temps
+    from ..output import ensure_folder, sweep_stale_temps
     from ..runner import FilterPolicy, Runner, RunOptions, plan
     from ..tasks import WAIT_TIMEOUT, PollPolicy
     from ..ui import event_printer
@@ -151,18 +151,21 @@ def execute(request: Request, options: dict[str, Any], session: Session, ui: UI)
                 outcome = runner.run(
                     job, on_event=event_printer(ui, state), on_task=submitted.append
                 )
-            if outcome.error is not None and outcome.error.code == WAIT_TIMEOUT and session.sandbox:
+            error = outcome.error
+            if error is not None and session.sandbox and "volccli task wait" in error.hint:
                 # `task wait` could not reach it: the built-in sandbox stops with this run.
-                outcome.error.hint = (
+                error.hint = (
                     "raise --wait-timeout (the built-in sandbox's tasks end with it)"
+                    if error.code == WAIT_TIMEOUT
+                    else "run the command again (the built-in sandbox's tasks end with it)"
                 )
             written += report(outcome, options, ui)
             if outcome.error is not None and outcome.status == "failed":
                 raise outcome.error
         except VolccliError:
-            if made is not None and not written:
+            if not written:
                 # Refused (exit 4, 5 …): no empty folder is left behind as a trace.
-                remove_empty_folders(made)
+                _remove_made_folders(made, runner)
             if job.index:  # some images of this command were made: say how far it got
                 left = len(jobs) - job.index - 1
                 rest = f", the other {left} were not sent" if left else ""
@@ -172,8 +175,8 @@ def execute(request: Request, options: dict[str, Any], session: Session, ui: UI)
                 )
             raise
         except KeyboardInterrupt:
-            if made is not None and not written:
-                remove_empty_folders(made)  # as for a failure: no empty folder left behind
+            if not written:
+                _remove_made_folders(made, runner)  # as for a failure
             if submitted and session.sandbox is not None:
                 ui.plain(f"volccli: task {submitted[-1]} ends with the built-in sandbox")
             elif submitted:  # the last one: a reseed's earlier tasks were answered
@@ -193,6 +196,15 @@ def execute(request: Request, options: dict[str, Any], session: Session, ui: UI)
             note = open_images(written)
             if note:
                 ui.note(note)
+
+
+def _remove_made_folders(made: Path | None, runner: Runner) -> None:
+    """Remove the output folder and --name subfolders this command created, if empty."""
+    from ..output import remove_empty_folders
+
+    for folder in (made, *runner.made_folders):
+        if folder is not None:
+            remove_empty_folders(folder)
 
 
 def recorder(session: Session, options: dict[str, Any]) -> Callable[[Outcome], None] | None:
@@ -269,9 +281,14 @@ def show_requests(jobs: list[Job], options: dict[str, Any], session: Session, ui
 
     connection = session.connection()
     if options["print_curl"] and session.sandbox is not None:
+        point = (
+            "VOLCCLI_ENDPOINT at it, with the access key pair it prints"
+            if connection.mode == "official"
+            else "VOLCCLI_BASE_URL at it"
+        )
         ui.note(
             "note: the built-in sandbox stops when volccli exits, so these curl commands "
-            "cannot reach it; run `volccli sandbox serve` and point VOLCCLI_BASE_URL at it"
+            f"cannot reach it; run `volccli sandbox serve` and point {point}"
         )
     for job in jobs:
         request = job.request
