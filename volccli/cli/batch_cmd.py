@@ -366,7 +366,8 @@ def _runners(
 def _limiter_state(limiter: AdaptiveLimiter) -> str:
     if not limiter.throttled:
         return ""
-    text = f"slowed {limiter.throttled}x by the API"
+    count = limiter.throttled
+    text = f"{count} rate-limit refusal{'' if count == 1 else 's'} from the API"
     if limiter.limited and limiter.rate < limiter.target:
         text += f", now {limiter.rate:.2g}/s"
     return text
