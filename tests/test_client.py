@@ -271,6 +271,13 @@ def test_rate_limits_are_retried_honouring_retry_after(fresh_sandbox: Sandbox, c
     assert all(delay >= 1.0 for delay in sleeps.delays)  # the sandbox says Retry-After: 1
     assert calls(fresh_sandbox) == {str(code): 2, "ok": 1}
     assert fresh_sandbox.stats()["billed"] == 1
+    assert not result.resent  # a refused request was not acted on
+
+
+def test_an_answer_after_a_resent_server_error_says_so(fresh_sandbox: Sandbox) -> None:
+    client, _ = client_for(fresh_sandbox, server=True)
+    result = client.call("CVProcess", "2022-08-31", body("fox volccli-fault:50500x1"))
+    assert result.attempts == 2 and result.resent
 
 
 def test_relay_429_is_retried(fresh_sandbox: Sandbox) -> None:

@@ -463,3 +463,30 @@ def test_a_damaged_result_of_a_done_task_is_fetched_again_not_paid_again(
     again = volccli(capsys, ["task", "get", TXT2IMG, found[1]])
     assert again.code == 0 and again.out.startswith(f"task {found[1]}: done")
     assert box.stats()["billed"] == 1
+
+
+class _AnsweringClient:
+    """Stands in for ApiClient.call: one answer, as the retry loop would return it."""
+
+    def __init__(self, envelope: Any) -> None:
+        self.envelope = envelope
+
+    def call(self, *args: Any, **kwargs: Any) -> Any:
+        return self.envelope
+
+
+@pytest.mark.parametrize("resent", [True, False])
+def test_a_cancel_resent_after_a_lost_answer_that_finds_nothing_was_cancelled(
+    resent: bool,
+) -> None:
+    from volccli.client import Envelope
+    from volccli.errors import ApiRefusedError
+    from volccli.tasks import cancel
+
+    answer = {"code": 10000, "data": {"status": "not_found"}, "request_id": "r"}
+    envelope = Envelope(answer, 200, 0.1, 2, resent=resent)
+    if resent:  # the first attempt cancelled it; the service then forgets the task
+        assert cancel(_AnsweringClient(envelope), TXT2IMG, "42").data["status"] == "cancelled"
+    else:  # nothing may have happened before: not found means a wrong id
+        with pytest.raises(ApiRefusedError, match="task 42 was not found"):
+            cancel(_AnsweringClient(envelope), TXT2IMG, "42")

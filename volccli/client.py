@@ -53,6 +53,9 @@ class Envelope:
     elapsed: float
     attempts: int
     retries: list[str] = field(default_factory=list)
+    # An earlier attempt failed in a way the server may still have acted on (a server
+    # error, a lost answer): this answer may describe the world after it.
+    resent: bool = False
 
     @property
     def data(self) -> dict[str, Any]:
@@ -143,6 +146,7 @@ class ApiClient:
         started = time.monotonic()
         notes: list[str] = []
         attempt = 0
+        resent = False
         while True:
             attempt += 1
             on_event("attempt", {"attempt": attempt})
@@ -158,11 +162,13 @@ class ApiClient:
                     raise
                 reason = f"{error.message} (code {error.code})" if error.code else error.message
                 notes.append(reason)
+                resent = resent or error.retry == "server"
                 on_event("retry", {"attempt": attempt, "reason": reason, "delay": delay})
                 self.sleep(delay)
                 continue
             envelope.attempts = attempt
             envelope.retries = notes
+            envelope.resent = resent
             envelope.elapsed = time.monotonic() - started
             return envelope
 

@@ -92,6 +92,11 @@ def cancel(
         CANCEL_ACTION, CANCEL_VERSION, encode_body(body), on_event=on_event, unbilled=True
     )
     status = str(envelope.data.get("status") or "")
+    if status == "not_found" and envelope.resent:
+        # An earlier attempt whose answer was lost cancelled it: the service forgets a
+        # cancelled task, so the resend finds nothing. Not a wrong id.
+        envelope.body["data"] = {**envelope.data, "status": "cancelled"}
+        return envelope
     if status in ("not_found", "expired"):
         _gone(status, req_key, task_id, envelope)
     return envelope
