@@ -139,6 +139,10 @@ def test_rerun_reloads_inputs_and_refuses_changed_or_missing_ones(
     image = make(capsys, ["edit", str(photo), "make it green", "-o", str(tmp_path / "out")])
     again = make(capsys, ["rerun", str(image), "-o", str(tmp_path / "re")])
     assert pixels(again) == pixels(image)
+    # The new recipe lists the same input, as read back and checked.
+    (recorded,) = json.loads(Path(f"{image}.json").read_text())["inputs"]
+    assert json.loads(Path(f"{again}.json").read_text())["inputs"] == [recorded]
+    assert recorded["source"] == str(photo)
     sent = box.stats()["billed"]
 
     png(photo, (72, 48), colour=(0, 0, 255))  # the input changed

@@ -30,6 +30,7 @@ from .payload import (
     describe_body,
     encode_body,
     field_values,
+    image_refs,
     request_identity,
 )
 from .results import RawResult, decode_base64, download, returned_images
@@ -539,6 +540,15 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=2) + "\n"
 
 
+def _recorded_inputs(job: Job) -> list[dict[str, object]]:
+    """Each input image: those of the image options, then any other the body carries
+    (base64 given in --body or a row, or a rerun's inputs read back from its recipe)."""
+    images = job.request.inputs.all()
+    given = {id(image) for image in images}
+    images += [ref.image for ref in image_refs(job.body) if id(ref.image) not in given]
+    return [image.describe() for image in images]
+
+
 def build_recipe(job: Job, outcome: Outcome, envelope: Envelope, index: int) -> dict[str, Any]:
     """Everything needed to understand or repeat the image; never image data or secrets."""
     data = envelope.data
@@ -551,7 +561,7 @@ def build_recipe(job: Job, outcome: Outcome, envelope: Envelope, index: int) -> 
         "action": job.request.action or job.request.kind.action,
         "version": job.request.version or job.request.kind.version,
         "body": describe_body(body),
-        "inputs": [img.describe() for img in job.request.inputs.all()],
+        "inputs": _recorded_inputs(job),
         "seed": outcome.seed,
         "index": job.index,
         "image_index": index,
