@@ -374,6 +374,9 @@ def test_a_token_in_the_environment_with_a_pair_in_the_profile_is_named_as_unuse
     assert run.err_lines == ["volccli doctor: ready, with 1 warning"]
     shown = invoke(["config", "show", "--json"], capsys)
     assert unused.note.text in json.loads(shown.out)["notes"]
+    assert json.loads(shown.out)["not_used"] == {
+        "session_token": {"value": "****", "source": "env VOLCCLI_SESSION_TOKEN"}
+    }
     table = invoke(["config", "show"], capsys)
     (row,) = [line for line in table.out.splitlines() if "session_token" in line]
     assert row.split() == ["session_token", "****", "env", "VOLCCLI_SESSION_TOKEN", "(not", "used)"]

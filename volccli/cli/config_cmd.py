@@ -257,6 +257,11 @@ def show_command(
                         key: {"value": _json_value(resolved, key, shown), "source": source}
                         for key, shown, source in rows
                     },
+                    # Set but not sent (a session token apart from its key pair).
+                    "not_used": {
+                        item.setting: {"value": "****", "source": item.source}
+                        for item in resolved.unused
+                    },
                     "notes": resolved.notes,
                 }
             )
