@@ -44,6 +44,9 @@ class Row:
 class Problem:
     line: int
     message: str
+    # Other rows the problem makes invalid too (rows that would write one file): the
+    # message names them, and none of them is sent.
+    also: tuple[int, ...] = ()
 
 
 @dataclass

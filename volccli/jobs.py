@@ -26,7 +26,7 @@ from .config import Resolved
 from .errors import InputError, VolccliError
 from .journal import Journal, file_sha256
 from .kinds import CALL, KINDS, Field, ImageSlot, Kind, kind_for
-from .runner import Job, name_values, needs_answer, plan
+from .runner import Job, name_values, needs_answer, plan, shared_names
 
 COMMANDS: Final = (*KINDS, "call")
 # Options a row may set for itself, over the command line's.
@@ -400,8 +400,68 @@ def plan_batch(
             occurrence = seen.get(job.identity, 0)
             seen[job.identity] = occurrence + 1
             jobs.append(BatchJob(job, f"{job.identity}#{occurrence}", row.line, name))
+    clashes = _shared_names(jobs, batch.label)
+    if clashes:
+        # A row is sent whole or not at all: every job of a row in a clash stays home.
+        refused = {line for problem in clashes for line in (problem.line, *problem.also)}
+        jobs = [item for item in jobs if item.line not in refused]
+        problems += clashes
     problems.sort(key=lambda problem: problem.line)
     return jobs, problems
+
+
+_MAX_NAMED_ROWS: Final = 5  # a clash message names this many other rows, then counts
+
+
+def _shared_names(jobs: list[BatchJob], label: str) -> list[Problem]:
+    """One problem per file that several rows would write and no -N suffix keeps apart.
+
+    plan() already refused this within each row (its count); across rows it is the same
+    rule (runner.shared_names): under --on-exists overwrite one paid image would replace
+    another, under skip or fail the later ones would be paid for and thrown away, and a
+    rerun could not tell whose the file is, so it would pay again. Nothing is sent.
+    """
+    if all(item.job.request.output.on_exists == "suffix" for item in jobs):
+        return []  # each image gets a name of its own: the common case, and a quick one
+    line_of = {id(item.job): item.line for item in jobs}
+    problems: list[Problem] = []
+    covered: set[int] = set()
+    for clash in shared_names(item.job for item in jobs):
+        first, *others = sorted({line_of[id(job)] for job in clash.jobs})
+        spec = clash.jobs[0].request.output
+        shown = spec.folder / f"{clash.name}.png" if spec.folder is not None else clash.name
+        policies = sorted({job.request.output.on_exists for job in clash.jobs} - {"suffix"})
+        why = ""
+        if any(job.seed is None and "seed" in _tokens(job) for job in clash.jobs):
+            why = " (their seeds are drawn by the server, so {seed} is not known before sending)"
+        by_name = any("name" in _tokens(job) for job in clash.jobs)
+        fix = "give each of these rows a name of its own" if by_name else "add {row} to --name"
+        problems.append(
+            Problem(
+                first,
+                f"{_rows(label, others)} {shown}, which --on-exists {' and '.join(policies)} "
+                f"cannot keep apart{why}; {fix}, or use --on-exists suffix to keep every image",
+                also=tuple(line for line in others if line not in covered),
+            )
+        )
+        covered.update((first, *others))
+    return problems
+
+
+def _rows(label: str, others: list[int]) -> str:
+    """'this row and jobs.jsonl:4 would both write', for the message of a clash."""
+    if not others:  # one row's own images: plan() refuses those first
+        return "the images of this row would all be written to"
+    named = [f"{label}:{line}" for line in others[:_MAX_NAMED_ROWS]]
+    if len(others) > _MAX_NAMED_ROWS:
+        named.append(f"{len(others) - _MAX_NAMED_ROWS} other rows")
+    if len(named) == 1:
+        return f"this row and {named[0]} would both write"
+    return f"this row, {', '.join(named[:-1])} and {named[-1]} would all write"
+
+
+def _tokens(job: Job) -> set[str]:
+    return {token for token, _ in output.template_fields(job.request.output.template)}
 
 
 # --- resume ----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -147,21 +147,50 @@ def _refuse_shared_names(request: Request, jobs: list[Job]) -> None:
     the template may hold {seed}, but a length like {seed:1} or the 200-byte cut of a
     long name can still make two names equal, and one paid image would replace the other."""
     spec = request.output
-    if len(jobs) < 2 or spec.folder is None or spec.on_exists == "suffix":
+    if len(jobs) < 2 or spec.on_exists == "suffix":
         return
-    if needs_answer(spec.template):  # {request_id}: known only from the answers
-        return
-    now = datetime.now()
-    seen: dict[str, int] = {}
+    for clash in shared_names(jobs)[:1]:
+        first, second = clash.jobs[:2]
+        raise InputError(
+            f"--name {spec.template!r} gives images {first.index + 1} and {second.index + 1} "
+            f"the same name {clash.name}.png, which --on-exists {spec.on_exists} cannot keep "
+            "apart",
+            "keep {seed} or {index} whole and the name short, or use --on-exists suffix",
+        )
+
+
+class SharedName(NamedTuple):
+    target: Path  # the file, resolved
+    name: str  # its name as rendered, relative to the folder of ``jobs[0]``
+    jobs: list[Job]
+
+
+def shared_names(jobs: Iterable[Job], now: datetime | None = None) -> list[SharedName]:
+    """Jobs (of one command or of a whole batch) whose images would get one file name that
+    no -N suffix keeps apart: a job under --on-exists suffix counts only beside one that
+    is not, whose image would replace its own, or be skipped or fail for it.
+
+    Only names known before sending are compared. {request_id} and {n} need the answer
+    (request ids differ from request to request). A seed the server draws is unknown
+    too: it renders as nothing here, so names that only such a seed could tell apart
+    are refused rather than left to chance (the server may not even report one)."""
+    now = now or datetime.now()
+    groups: dict[Path, SharedName] = {}
     for job in jobs:
+        spec = job.request.output
+        if spec.folder is None or needs_answer(spec.template):
+            continue
         name = output.render_name(spec.template, name_values(job), now)
-        earlier = seen.setdefault(name, job.index)
-        if earlier != job.index:
-            raise InputError(
-                f"--name {spec.template!r} gives images {earlier + 1} and {job.index + 1} "
-                f"the same name {name}.png, which --on-exists {spec.on_exists} cannot keep apart",
-                "keep {seed} or {index} whole and the name short, or use --on-exists suffix",
-            )
+        try:
+            target = output.target_for(spec.folder, name, ".png")
+        except InputError:  # refused for this job when it runs, before it is sent
+            continue
+        groups.setdefault(target, SharedName(target, name, [])).jobs.append(job)
+    return [
+        group
+        for group in groups.values()
+        if len(group.jobs) > 1 and any(j.request.output.on_exists != "suffix" for j in group.jobs)
+    ]
 
 
 def prompt_of(body: Mapping[str, Any]) -> str:
