@@ -174,6 +174,10 @@ def _jsonl(text: str) -> tuple[list[Row], list[Problem]]:
 
 def _add(rows: list[Row], problems: list[Problem], line: int, value: Any) -> None:
     if isinstance(value, dict):
+        problem = _not_text_in(value)
+        if problem is not None:
+            problems.append(Problem(line, problem))
+            return
         rows.append(Row(line, value, text=False))
         return
     problems.append(
@@ -182,6 +186,23 @@ def _add(rows: list[Row], problems: list[Problem], line: int, value: Any) -> Non
             f'{json_kind(value)}, not a JSON object like {{"command": "txt2img", "prompt": "…"}}',
         )
     )
+
+
+def _not_text_in(row: dict[str, Any]) -> str | None:
+    """The first key or value of a JSON row with a lone UTF-16 surrogate, as a message.
+
+    JSON's \\ud800 escape reads as one. Found here, every such string is refused with
+    its field before anything is made or sent: a file or folder name with one cannot be
+    opened or created, a --name would drop it in silence, and a body cannot carry it.
+    (A CSV is read from UTF-8 text, which cannot hold one.)
+    """
+    from .payload import _unsendable  # the client's own check, in its wording
+
+    for key, value in row.items():
+        error = _unsendable(key, f"the key {key!r}") or _unsendable(value, key)
+        if error is not None:
+            return f"{error.message}; {error.hint}"
+    return None
 
 
 def _json_document(text: str) -> tuple[list[Row], list[Problem]] | None:

@@ -187,11 +187,6 @@ def _text(value: Any, key: str) -> str:
         raise InputError(f"{key} {value!r} is not text", f"give {key} as a string")
     if not value.strip():
         raise InputError(f"{key} is empty", 'give some text, e.g. "a red bicycle"')
-    if any("\ud800" <= ch <= "\udfff" for ch in value):  # JSON "\udc80" parses to one
-        raise InputError(
-            f"{key} holds a lone UTF-16 surrogate, which is not text",
-            "write the character itself, or a complete \\uXXXX\\uXXXX pair",
-        )
     return value
 
 
