@@ -14,6 +14,7 @@ from tests.helpers_pipelines import (
     images_in,
     journal_records,
     kill_batch_after,
+    png,
     subprocess_env,
     volccli,
     write_jsonl,
@@ -114,3 +115,44 @@ def test_an_interrupted_job_is_resent_with_the_seed_it_drew(
     assert run.code == 0, run.err
     assert run.records[0]["seed"] == seed
     assert images_in(out) == [image]  # the same name, so no duplicate under another seed
+
+
+def test_a_skipped_row_reports_the_seed_the_server_drew_for_it(
+    box: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A call row's body has no seed: the server draws one, and the recipe records it.
+    png(tmp_path / "in.png")
+    row = {"command": "call", "req_key": "jimeng_i2i_v30", "image": "in.png"}
+    jobs = write_jsonl(
+        tmp_path / "jobs.jsonl", [{**row, "prompt": "drawn"}, {**row, "prompt": "named"}]
+    )
+    out = tmp_path / "out"
+    args = ["batch", str(jobs), "-o", str(out), "--name", "{prompt}", "--json"]
+    first = volccli(capsys, args)
+    assert first.code == 0, first.err
+    seeds = {r["row"]: r["seed"] for r in first.records[:-1]}
+    assert all(isinstance(seed, int) for seed in seeds.values())
+    for record in first.records[:-1]:
+        assert (
+            json.loads(Path(f"{record['paths'][0]}.json").read_text())["seed"]
+            == seeds[record["row"]]
+        )
+
+    again = volccli(capsys, args)
+    assert again.code == 0, again.err
+    assert {r["row"]: (r["status"], r["seed"]) for r in again.records[:-1]} == {
+        line: ("skipped", seed) for line, seed in seeds.items()
+    }
+
+    # Killed before the journal said done: the images are found by their recipes (the
+    # journal has no seed for them), not paid for again, and still report their seeds.
+    journal = out / ".volccli-journal.jsonl"
+    kept = [line for line in journal.read_text().splitlines() if '"type": "done"' not in line]
+    journal.write_text("\n".join(kept) + "\n")
+    billed = box.stats()["billed"]
+    adopted = volccli(capsys, args)
+    assert adopted.code == 0, adopted.err
+    assert {r["row"]: (r["status"], r["seed"]) for r in adopted.records[:-1]} == {
+        line: ("skipped", seed) for line, seed in seeds.items()
+    }
+    assert box.stats()["billed"] == billed == 2

@@ -476,6 +476,7 @@ def resume(jobs: list[BatchJob], journal: Journal, *, force: bool) -> None:
             finished = journal.finished(item.key)
             if finished is not None:
                 item.done = finished
+                _report_seed(item, finished)
                 continue
         if state.task_id:
             item.task_id = state.task_id
@@ -486,6 +487,24 @@ def resume(jobs: list[BatchJob], journal: Journal, *, force: bool) -> None:
                 journal.done(item.key, adopted)
                 claimed.update(str(path) for path, _ in adopted)
                 item.done = [path for path, _ in adopted]
+                _report_seed(item, item.done)
+
+
+def _report_seed(item: BatchJob, outputs: list[Path]) -> None:
+    """A job done earlier reports the seed its image was made with. The journal has the
+    seeds the client drew; one the server drew (a row whose body has no seed) is only in
+    the image's recipe. The job is not sent again, so its body may carry it."""
+    if item.job.seed is not None or not outputs:
+        return
+    from .recipe import read_recipe
+
+    try:
+        found, _where = read_recipe(outputs[0])
+    except (OSError, ValueError):
+        return
+    seed = found.get("seed") if found is not None else None
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        item.job = item.job._replace(body={**item.job.body, "seed": seed})
 
 
 def written_earlier(job: Job, claimed: set[str]) -> list[tuple[Path, str]]:
@@ -519,7 +538,8 @@ def written_earlier(job: Job, claimed: set[str]) -> list[tuple[Path, str]]:
             found is not None
             and found.get("request_hash") == job.identity
             and found.get("index") == job.index
-            and found.get("seed") == job.seed
+            # No seed in the body: the server drew one, and the recipe has it.
+            and (job.seed is None or found.get("seed") == job.seed)
             and found.get("file", {}).get("sha256", sha) == sha
         ):
             _restore_sidecar(candidate, found, sha, spec.sidecar)
