@@ -108,3 +108,35 @@ def test_with_keep_going_a_row_with_a_surrogate_is_invalid_and_the_others_run(
     assert statuses == {1: "invalid", 2: "ok"}
     assert [path.name for path in images_in(out)] == ["b.png"]
     assert box.stats()["billed"] == 1
+
+
+@pytest.mark.parametrize(
+    ("header", "words", "fix"),
+    [
+        ("command,prompt,prompt", "the header repeats prompt", "name each column once"),
+        ("command,,prompt", "column 2 of the header has no name", "name every column"),
+    ],
+)
+@pytest.mark.parametrize("keep_going", [False, True])
+def test_a_csv_header_that_does_not_name_each_column_once_refuses_the_file(
+    box: Sandbox,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    header: str,
+    words: str,
+    fix: str,
+    keep_going: bool,
+) -> None:
+    jobs = tmp_path / "j.csv"
+    jobs.write_text(f"{header}\ntxt2img,a,b\ntxt2img,c,d\n")
+    out = tmp_path / "out"
+    args = ["batch", str(jobs), "-o", str(out), *(["--keep-going"] if keep_going else [])]
+
+    run = volccli(capsys, args)
+
+    assert run.code == 2
+    line = one_error_line(run.err)
+    assert f"{jobs}:1: {words}" in line and "nothing was sent" in line and fix in line
+    assert "--keep-going" not in line  # no row of such a file can be sent
+    assert box.stats()["requests"] == {}
+    assert not out.exists()

@@ -88,7 +88,8 @@ _LENIENT: Final = json.JSONDecoder()  # only to find where a refused value ends
 
 
 class CsvError(Exception):
-    """A CSV whose quoting is broken: where its rows end is unknown, so none is trusted."""
+    """A CSV none of whose rows can be trusted: its quoting is broken (where its rows end
+    is unknown), or its header does not name each column once."""
 
     def __init__(self, line: int, message: str, hint: str) -> None:
         super().__init__(message)
@@ -277,14 +278,7 @@ def _csv(text: str) -> tuple[list[Row], list[Problem]]:
             continue
         if header is None:
             header = [cell.strip() for cell in cells]
-            blank = [n for n, name in enumerate(header, start=1) if not name]
-            if blank:
-                problems.append(Problem(start, f"column {blank[0]} of the header has no name"))
-            seen = {name for name in header if header.count(name) > 1 and name}
-            if seen:
-                problems.append(Problem(start, f"the header repeats {', '.join(sorted(seen))}"))
-            if blank or seen:
-                return rows, problems
+            _check_header(header, start)
             continue
         if len(cells) > len(header):
             problems.append(
@@ -296,6 +290,26 @@ def _csv(text: str) -> tuple[list[Row], list[Problem]]:
         }
         rows.append(Row(start, values, text=True))
     return rows, problems
+
+
+def _check_header(header: list[str], line: int) -> None:
+    """A header that does not name each column once makes every row unreadable: the file
+    is refused as a whole (as broken quoting is), with no row to send by --keep-going."""
+    blank = [n for n, name in enumerate(header, start=1) if not name]
+    if blank:
+        raise CsvError(
+            line,
+            f"column {blank[0]} of the header has no name",
+            "name every column in the first line, or remove the empty one "
+            "(a separator at the end of the line makes one)",
+        )
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise CsvError(
+            line,
+            f"the header repeats {', '.join(repeated)} (a row would give it twice)",
+            "name each column once in the first line",
+        )
 
 
 def _csv_error(start: int, line: int, detail: str) -> CsvError:
