@@ -197,10 +197,10 @@ def _not_text_in(row: dict[str, Any]) -> str | None:
     opened or created, a --name would drop it in silence, and a body cannot carry it.
     (A CSV is read from UTF-8 text, which cannot hold one.)
     """
-    from .payload import _unsendable  # the client's own check, in its wording
+    from .payload import json_problem  # the client's own check, in its wording
 
     for key, value in row.items():
-        error = _unsendable(key, f"the key {key!r}") or _unsendable(value, key)
+        error = json_problem(key, f"the key {key!r}") or json_problem(value, key)
         if error is not None:
             return f"{error.message}; {error.hint}"
     return None

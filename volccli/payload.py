@@ -225,7 +225,7 @@ def build_body(
     for key, value in (overrides or {}).items():
         set_path(body, key, value)
     # Refused here, before any folder is made, rather than when the body is encoded.
-    problem = _unsendable(body, "")
+    problem = json_problem(body, "")
     if problem is not None:
         raise problem
     return body
@@ -553,7 +553,7 @@ def _compact_json(value: Any) -> str:
     try:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except ValueError:
-        raise _unsendable(value, "") or _not_finite("a field") from None
+        raise json_problem(value, "") or _not_finite("a field") from None
 
 
 def _not_finite(where: str) -> InputError:
@@ -579,7 +579,7 @@ def _is_text(value: str) -> bool:
     return True
 
 
-def _unsendable(value: Any, path: str) -> InputError | None:
+def json_problem(value: Any, path: str) -> InputError | None:
     """What refuses the first value in ``value`` that JSON in UTF-8 cannot carry: NaN or
     an infinity, or text (a key or a value) with a lone surrogate; None when all can go."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -595,7 +595,7 @@ def _unsendable(value: Any, path: str) -> InputError | None:
     elif isinstance(value, list):
         items = ((f"{path}[{n}]", item) for n, item in enumerate(value))
     for where, item in items:
-        found = _unsendable(item, where)
+        found = json_problem(item, where)
         if found is not None:
             return found
     return None

@@ -225,8 +225,9 @@ def _run(options: dict[str, Any], session: Session, ui: UI) -> int:
     for problem in problems:
         ui.plain(f"volccli: error: {batch.label}:{problem.line}: {problem.message}")
     if problems and not options["keep_going"]:
+        invalid = sum(1 + len(problem.also) for problem in problems)  # a clash names several
         raise InputError(
-            f"{len(problems)} rows are invalid in {batch.label}; nothing was sent",
+            f"{invalid} rows are invalid in {batch.label}; nothing was sent",
             "fix them, or use --keep-going to send the valid rows",
         )
     if options["dry_run"]:
@@ -283,10 +284,11 @@ def _execute(
             limiter_state=lambda: _limiter_state(limiter),
         )
         for problem in problems:
-            reporter.finished(
-                Result(problem.line, "failed", error=InputError(problem.message), invalid=True),
-                ran=False,
-            )
+            for line in (problem.line, *problem.also):
+                reporter.finished(
+                    Result(line, "failed", error=InputError(problem.message), invalid=True),
+                    ran=False,
+                )
         leave = threading.Event()
         runner, fetcher = _runners(client, options, session, batch.label, leave)
         engine = Engine(
