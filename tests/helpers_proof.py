@@ -101,7 +101,7 @@ def check_journal(path: Path, *, allow_open: int = 0) -> dict[str, list[str]]:
             steps[record["key"]].append(kind)
         if kind == "done":
             for item in record["outputs"]:
-                output = Path(item["path"])
+                output = path.parent / item["path"]  # relative to the journal's folder
                 assert output.is_file(), f"done without its file: {output}"
                 assert file_sha256(output) == item["sha256"], f"{output} changed"
     left_open = 0

@@ -68,6 +68,31 @@ def test_kill_9_mid_batch_then_rerun_writes_each_output_once(
     assert len(done_keys) == JOBS and max(done_keys.values()) == 1
 
 
+def test_a_project_moved_elsewhere_resumes_without_paying_again(
+    box: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CI cache restored to another path, a renamed checkout: the batch file and its
+    outputs moved together, so the journal still knows every job."""
+    first = tmp_path / "first"
+    first.mkdir()
+    rows = [{"command": "txt2img", "prompt": f"move {n}", "seed": n} for n in range(3)]
+    write_jsonl(first / "jobs.jsonl", rows[:2])
+    assert volccli(capsys, ["batch", str(first / "jobs.jsonl"), "-o", str(first / "out")]).code == 0
+    billed = box.stats()["billed"]
+    moved = tmp_path / "moved"
+    first.rename(moved)
+    write_jsonl(moved / "jobs.jsonl", rows)  # and one row added since
+    run = volccli(capsys, ["batch", str(moved / "jobs.jsonl"), "-o", str(moved / "out"), "--json"])
+    assert run.code == 0, run.err
+    assert [r["status"] for r in run.records[:-1]] == ["skipped", "skipped", "ok"]
+    assert box.stats()["billed"] == billed + 1
+    assert len(images_in(moved / "out")) == 3
+    # Another batch file in the folder is still refused.
+    write_jsonl(moved / "other.jsonl", rows[:1])
+    other = volccli(capsys, ["batch", str(moved / "other.jsonl"), "-o", str(moved / "out")])
+    assert other.code == 2 and "belongs to another batch file" in other.err
+
+
 def test_an_image_written_but_not_journalled_is_adopted_not_requested_again(
     box: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -79,7 +79,11 @@ class Journal:
         says which batch it is, by default its resolved path). Refuse a journal that
         belongs to another batch, and any other file, before writing a byte to it."""
         journal = cls(path, batch)
-        wanted = batch_hash(identity or batch_identity(batch))
+        identity = identity or batch_identity(batch)
+        wanted = batch_hash(identity)
+        # Where the batch file is seen from the journal's folder: the same after the
+        # project is moved or restored elsewhere (a CI cache), unlike its resolved path.
+        relative = "" if identity.startswith("<stdin>") else _relative(identity, path.parent)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
@@ -102,10 +106,13 @@ class Journal:
                         "schema": SCHEMA,
                         "batch": batch,
                         "batch_hash": wanted,
+                        "batch_relative": relative,
                         "volccli": __version__,
                     }
                 )
-            elif header.get("batch_hash") != wanted:
+            elif header.get("batch_hash") != wanted and not (
+                relative and header.get("batch_relative") == relative
+            ):
                 other = str(header.get("batch") or "unknown")
                 if other == batch:  # two batches piped in: same label, other content
                     other += ", with other content"
@@ -237,7 +244,10 @@ class Journal:
             {
                 "type": "done",
                 "key": key,
-                "outputs": [{"path": str(path), "sha256": sha} for path, sha in outputs],
+                "outputs": [
+                    {"path": _relative(str(path), self.path.parent), "sha256": sha}
+                    for path, sha in outputs
+                ],
             },
             flush="soon",
         )
@@ -255,7 +265,7 @@ class Journal:
             return None
         paths = []
         for item in outputs:
-            path = Path(item.get("path", ""))
+            path = self._output(item)
             try:
                 if not path.is_file() or file_sha256(path) != item.get("sha256"):
                     return None
@@ -268,10 +278,15 @@ class Journal:
         """Every output path some finished job owns."""
         with self._lock:
             return {
-                str(item.get("path"))
+                str(self._output(item))
                 for state in self.states.values()
                 for item in state.outputs or []
             }
+
+    def _output(self, item: dict[str, str]) -> Path:
+        """A recorded output's path: relative to the journal's folder (absolute in the
+        journals of earlier versions)."""
+        return self.path.parent / str(item.get("path", ""))
 
     def close(self) -> None:
         """Flush what is waiting, then close; raise OutputError if a flush failed."""
@@ -285,6 +300,15 @@ class Journal:
         os.close(fd)  # closing also drops the lock
         if self._flush_error is not None:
             raise self._write_error(self._flush_error)
+
+
+def _relative(target: str, folder: Path) -> str:
+    """``target`` as seen from ``folder`` (absolute when there is no such path, as
+    across Windows drives)."""
+    try:
+        return os.path.relpath(target, folder)
+    except ValueError:
+        return target
 
 
 def _check_is_journal(path: Path, raw: bytes) -> None:
