@@ -147,6 +147,20 @@ class Call:
     body: Any = NOT_JSON  # the parsed body (read once, by jsonbody.loads), or NOT_JSON
 
 
+def _call(req: Incoming, body_sha256: str, body: Any) -> Call:
+    """A request as it arrives: its id, its start, and the action its query names."""
+    params = dict(parse_qsl(req.query, keep_blank_values=True))
+    return Call(
+        req,
+        request_id(),
+        time.monotonic(),
+        params.get("Action", ""),
+        params.get("Version", ""),
+        body_sha256,
+        body,
+    )
+
+
 class Engine:
     """The sandbox's state and request handling, shared by all handler threads."""
 
@@ -183,16 +197,7 @@ class Engine:
     # --- API requests -----------------------------------------------------------------
 
     def handle(self, req: Incoming) -> Handled:
-        params = dict(parse_qsl(req.query, keep_blank_values=True))
-        call = Call(
-            req,
-            request_id(),
-            time.monotonic(),
-            params.get("Action", ""),
-            params.get("Version", ""),
-            hashlib.sha256(req.body).hexdigest(),
-            parse_body(req.body),
-        )
+        call = _call(req, hashlib.sha256(req.body).hexdigest(), parse_body(req.body))
         try:
             handled = self._handle(call)
         except Exception:  # a sandbox bug must still answer, like the real 50500 would
@@ -208,15 +213,7 @@ class Engine:
 
     def too_large(self, req: Incoming) -> Handled:
         """A body over ``max_body``: what a relay or nginx in front would answer."""
-        params = dict(parse_qsl(req.query, keep_blank_values=True))
-        call = Call(
-            req,
-            request_id(),
-            time.monotonic(),
-            params.get("Action", ""),
-            params.get("Version", ""),
-            "",
-        )
+        call = _call(req, "", NOT_JSON)  # the body was not read
         if req.style == "gateway":
             reply = relay_reply(413, "request body too large", "request_body_too_large")
         else:
