@@ -4,6 +4,7 @@ Retry policy: a request that was certainly not processed (HTTP 429, 50429, 50430
 connection that could not be made) is resent with exponential backoff and jitter,
 honouring Retry-After. A request the server may have processed (5xx, a read timeout, a
 dropped or cut-short answer) is billed, so it is resent only with --retry-server-errors.
+In a batch, rate-limit refusals have a budget of their own (see ApiClient._waits_out).
 """
 
 from __future__ import annotations
@@ -31,12 +32,19 @@ USER_AGENT = f"volccli/{__version__}"
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 30.0
 RETRY_AFTER_CAP = 120.0
+# Rate-limit refusals a batch request may wait out beyond --retries (see _waits_out).
+BATCH_RATE_LIMIT_RETRIES = 30
 MAX_RESPONSE_BYTES = 512 * 1024 * 1024
 _READ_CHUNK = 256 * 1024
 
 
 class Limiter(Protocol):
-    """Client-side rate limiting with feedback (see ratelimit.AdaptiveLimiter)."""
+    """Client-side rate limiting with feedback (see ratelimit.AdaptiveLimiter).
+
+    A limiter that also has ``successes`` (how many requests succeeded so far) and
+    ``throttling`` (True while refusals hold it below its configured limits), as
+    AdaptiveLimiter does, gives rate-limit refusals the batch budget of ``_waits_out``.
+    """
 
     def acquire(self) -> None: ...
     def release(self) -> None: ...
@@ -146,6 +154,9 @@ class ApiClient:
         started = time.monotonic()
         notes: list[str] = []
         attempt = 0
+        counted = 0  # attempts that count against --retries
+        waited_out = 0  # rate-limit refusals that did not (see _waits_out)
+        progress: int | None = -1 if self._progress() is not None else None
         resent = False
         while True:
             attempt += 1
@@ -154,11 +165,19 @@ class ApiClient:
                 envelope = self._attempt(url, body, env)
             except VolccliError as error:
                 resend = unbilled or self.connection.retry_server_errors
-                delay = self._retry_delay(error, attempt, resend)
+                delay: float | None
+                if self._waits_out(error, progress, waited_out):
+                    waited_out += 1
+                    # The first step's pause (and Retry-After): the limiter paces the rest.
+                    delay = self._backoff(error, 1)
+                else:
+                    counted += 1
+                    delay = self._retry_delay(error, counted, resend)
+                progress = self._progress()
                 if delay is None:
                     if error.retry == "server" and resend:
                         # The usual hint says --retry-server-errors resends: it just did.
-                        error.hint = _gave_up_hint(attempt)
+                        error.hint = _gave_up_hint(counted)
                     raise
                 reason = f"{error.message} (code {error.code})" if error.code else error.message
                 notes.append(reason)
@@ -173,17 +192,49 @@ class ApiClient:
             return envelope
 
     def _retry_delay(self, error: VolccliError, attempt: int, resend: bool) -> float | None:
+        """The pause before resending after the ``attempt``-th counted attempt, or None."""
         retry = error.retry
         if attempt > self.connection.retries:
             return None
         if retry == "safe" or (retry == "server" and resend):
-            backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
-            delay = backoff / 2 + self.rng.uniform(0, backoff / 2)
-            retry_after = getattr(error, "retry_after", None)
-            if retry_after is not None:
-                delay = max(delay, min(retry_after, RETRY_AFTER_CAP))
-            return delay
+            return self._backoff(error, attempt)
         return None
+
+    def _backoff(self, error: VolccliError, attempt: int) -> float:
+        """Exponential backoff with jitter, and at least the server's Retry-After (capped)."""
+        backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+        delay = backoff / 2 + self.rng.uniform(0, backoff / 2)
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, RETRY_AFTER_CAP))
+        return delay
+
+    def _progress(self) -> int | None:
+        """The limiter's count of successful requests, or None without one that counts."""
+        return getattr(self.limiter, "successes", None)
+
+    def _waits_out(self, error: VolccliError, progress: int | None, waited_out: int) -> bool:
+        """Is this refusal one to wait out without spending --retries on it?
+
+        In a batch the limiter slows every worker down until the rate and the number in
+        flight fit the account's limits, and until then some requests are still refused.
+        Such a refusal (never billed) says "wait", not "give up": failing a job after
+        --retries of them would fail jobs of a batch that is only finding its pace. So a
+        rate-limit refusal does not count against --retries while the limiter is
+        throttling (it slowed down for this refusal or an earlier one), if it is this
+        request's first or other requests got through since its previous one
+        (``progress`` is the limiter's count of successes then, -1 before the first),
+        for up to BATCH_RATE_LIMIT_RETRIES refusals. When nothing gets through (an
+        account that refuses everything) they count as before, so such a batch still
+        ends; --retries governs every other error.
+        """
+        if not isinstance(error, RateLimitError) or progress is None:
+            return False
+        if waited_out >= BATCH_RATE_LIMIT_RETRIES:
+            return False
+        limiter = self.limiter
+        throttling = bool(getattr(limiter, "throttling", False))
+        return throttling and getattr(limiter, "successes", 0) > progress
 
     def _attempt(self, url: str, body: EncodedBody, env: dict[str, Any]) -> Envelope:
         conn = self.connection
