@@ -396,8 +396,8 @@ def test_the_in_flight_cap_recovers_after_quiet_spells_that_double_per_refused_p
     c(lambda: None)
 
 
-def test_acquire_blocks_while_the_cap_is_reached() -> None:
-    lim, _clock = limiter(0, max_in_flight=1)
+def _second_acquire_waits_for_a_release(lim: AdaptiveLimiter) -> None:
+    """With the one slot taken, another acquire blocks until the slot is released."""
     lim.acquire()
     entered = threading.Event()
 
@@ -411,24 +411,17 @@ def test_acquire_blocks_while_the_cap_is_reached() -> None:
     lim.release()
     assert entered.wait(2)
     thread.join(2)
+
+
+def test_acquire_blocks_while_the_cap_is_reached() -> None:
+    lim, _clock = limiter(0, max_in_flight=1)
+    _second_acquire_waits_for_a_release(lim)
     assert lim.in_flight == 1
 
 
 def test_a_rate_limited_head_waits_for_a_slot_too() -> None:
     lim, clock = limiter(100, max_in_flight=1)
-    lim.acquire()
-    entered = threading.Event()
-
-    def second() -> None:
-        lim.acquire()
-        entered.set()
-
-    thread = threading.Thread(target=second, daemon=True)
-    thread.start()
-    assert not entered.wait(0.2)
-    lim.release()
-    assert entered.wait(2)
-    thread.join(2)
+    _second_acquire_waits_for_a_release(lim)
     assert lim.in_flight == 1 and clock() == pytest.approx(0.01)
 
 
