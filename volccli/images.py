@@ -189,28 +189,38 @@ def _decode_data_uri(source: str, flag: str) -> bytes:
             f"{flag}: malformed data: URI",
             "use data:image/png;base64,<base64 data>",
         )
-    # `base64` wraps its output at 76 columns: line breaks are not part of the data.
-    payload = re.sub(r"\s+", "", payload)
-    if not payload:
+    if not payload.strip():
         raise InputError(f"{flag}: the data: URI is empty", "put the image's base64 after ','")
     try:
-        return base64.b64decode(payload, validate=True)
+        return _base64_bytes(payload)
     except (binascii.Error, ValueError):
         raise InputError(
             f"{flag}: the data: URI's base64 is invalid", "re-encode the image"
         ) from None
 
 
+def _base64_bytes(text: str) -> bytes:
+    """Strict base64, ignoring whitespace: `base64` wraps its output at 76 columns, and
+    line breaks are not part of the data."""
+    return base64.b64decode(re.sub(r"\s+", "", text), validate=True)
+
+
 # How an image given as base64 inside the body (--body, --set, a batch row) is named in
-# messages and recorded as its source in recipes, which a rerun cannot read again.
+# messages and recorded as its source in recipes.
 BODY_SOURCE = "binary_data_base64[{}]"
+
+
+def in_memory_source(source: str) -> bool:
+    """Does a recipe's recorded ``source`` name data that no file or URL holds (stdin, a
+    data: URI, base64 in the body), which a rerun therefore cannot read again?"""
+    return source in ("stdin", "data: URI") or source.startswith(BODY_SOURCE.split("{")[0])
 
 
 def load_base64(text: str, flag: str, index: int, limits: ImageLimits) -> ImageInput:
     """Check an image given as base64 text in the body, as any other input is checked."""
     label = BODY_SOURCE.format(index)
     try:
-        data = base64.b64decode(re.sub(r"\s+", "", text), validate=True)
+        data = _base64_bytes(text)
     except (binascii.Error, ValueError):
         raise InputError(f"{flag} {label} is not valid base64", "re-encode the image") from None
     if not data:

@@ -350,11 +350,10 @@ def recipe_request(
 def reload_input(desc: Mapping[str, Any], image_dir: Path) -> ImageInput:
     """A recorded input, read again and proven unchanged by its SHA-256."""
     from ..errors import InputError
-    from ..images import BODY_SOURCE, ImageLimits, load_image
+    from ..images import ImageLimits, in_memory_source, load_image
 
     source = str(desc.get("source") or "")
-    in_body = source.startswith(BODY_SOURCE.partition("[")[0] + "[")
-    if source in ("stdin", "data: URI") or in_body or not source:
+    if in_memory_source(source) or not source:
         raise InputError(
             f"the recipe's input came from {source or 'an unknown source'}, which cannot be "
             "read again",
