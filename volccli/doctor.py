@@ -58,11 +58,14 @@ class Check:
     exit_code: int = 0  # for a failure: what volccli doctor exits with
     data: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Hints written for the other commands send the user here: not from here.
+        self.fix = self.fix.replace(" (volccli doctor)", "")
+
     def line(self) -> str:
         text = f"{self.name}: {self.message}"
         if self.fix and self.status != "ok":
-            # Hints written for the other commands send the user here: not from here.
-            text += f"; fix: {self.fix.replace(' (volccli doctor)', '')}"
+            text += f"; fix: {self.fix}"
         return f"{LABELS[self.status]:<4}  " + " ".join(text.split())
 
     def to_json(self) -> dict[str, Any]:
